@@ -1,0 +1,286 @@
+//! Caller-supplied token arrays, checked and converted to what the encoder indexes with.
+//! Every id is range-checked here, once, so nothing later can read outside an embedding table.
+
+use ndarray::ArrayView2;
+
+use crate::config::BertConfig;
+use crate::error::{Error, Result};
+
+/// A 2-D integer array in either of the dtypes tokenizers produce. Any memory layout (C order,
+/// Fortran order, strided slices) is read in place through the view.
+#[derive(Debug, Clone, Copy)]
+pub enum IdsView<'a> {
+    I32(ArrayView2<'a, i32>),
+    I64(ArrayView2<'a, i64>),
+}
+
+impl IdsView<'_> {
+    pub fn shape(&self) -> (usize, usize) {
+        match self {
+            IdsView::I32(a) => a.dim(),
+            IdsView::I64(a) => a.dim(),
+        }
+    }
+
+    /// Visits every element in row-major order with its position, widened to i64.
+    fn try_for_each(&self, mut f: impl FnMut(usize, usize, i64) -> Result<()>) -> Result<()> {
+        match self {
+            IdsView::I32(a) => {
+                for ((row, col), &value) in a.indexed_iter() {
+                    f(row, col, i64::from(value))?;
+                }
+            }
+            IdsView::I64(a) => {
+                for ((row, col), &value) in a.indexed_iter() {
+                    f(row, col, value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A validated batch: `batch` rows of `seq_len` tokens, row-major, right or left padded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenBatch {
+    pub batch: usize,
+    pub seq_len: usize,
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    /// 1 for a real token, 0 for padding.
+    pub mask: Vec<u8>,
+}
+
+impl TokenBatch {
+    /// Checks shapes and value ranges against the model and copies the ids into the encoder's
+    /// index type. The copy is the conversion the embedding lookup needs anyway; the caller's
+    /// arrays are read in place.
+    pub fn new(
+        input_ids: IdsView<'_>,
+        attention_mask: IdsView<'_>,
+        token_type_ids: Option<IdsView<'_>>,
+        config: &BertConfig,
+    ) -> Result<Self> {
+        let (batch, seq_len) = input_ids.shape();
+        check_same_shape("attention_mask", attention_mask.shape(), (batch, seq_len))?;
+        if let Some(types) = &token_type_ids {
+            check_same_shape("token_type_ids", types.shape(), (batch, seq_len))?;
+        }
+        if batch > 0 && seq_len == 0 {
+            return Err(Error::InvalidInput(
+                "input_ids has 0 columns; every sequence needs at least one token".to_owned(),
+            ));
+        }
+        if seq_len > config.max_position_embeddings {
+            return Err(Error::InvalidInput(format!(
+                "sequence length {seq_len} exceeds the model's {} position embeddings; \
+                 truncate the input to at most {} tokens",
+                config.max_position_embeddings, config.max_position_embeddings
+            )));
+        }
+
+        let ids = read_in_range("input_ids", input_ids, config.vocab_size)?;
+        let type_ids = match token_type_ids {
+            Some(types) => read_in_range("token_type_ids", types, config.type_vocab_size)?,
+            None => vec![0; batch * seq_len],
+        };
+        let mut mask = Vec::with_capacity(batch * seq_len);
+        attention_mask.try_for_each(|row, col, value| match value {
+            0 | 1 => {
+                mask.push(value as u8);
+                Ok(())
+            }
+            _ => Err(Error::InvalidInput(format!(
+                "attention_mask[{row}, {col}] = {value}; a mask holds 0 (padding) or 1 (token)"
+            ))),
+        })?;
+        Ok(Self {
+            batch,
+            seq_len,
+            ids,
+            type_ids,
+            mask,
+        })
+    }
+
+    /// Number of real (unmasked) tokens in each row.
+    pub fn lengths(&self) -> Vec<usize> {
+        if self.seq_len == 0 {
+            return vec![0; self.batch];
+        }
+        self.mask
+            .chunks_exact(self.seq_len)
+            .map(|row| row.iter().map(|&m| usize::from(m)).sum())
+            .collect()
+    }
+}
+
+fn check_same_shape(name: &str, got: (usize, usize), want: (usize, usize)) -> Result<()> {
+    if got != want {
+        return Err(Error::InvalidInput(format!(
+            "{name} has shape ({}, {}) but input_ids has shape ({}, {})",
+            got.0, got.1, want.0, want.1
+        )));
+    }
+    Ok(())
+}
+
+fn read_in_range(name: &str, view: IdsView<'_>, limit: usize) -> Result<Vec<u32>> {
+    let (rows, cols) = view.shape();
+    let mut out = Vec::with_capacity(rows * cols);
+    view.try_for_each(|row, col, value| {
+        if value < 0 || value as u64 >= limit as u64 {
+            return Err(Error::InvalidInput(format!(
+                "{name}[{row}, {col}] = {value} is outside the model's range 0..{limit}"
+            )));
+        }
+        // In range of a usize-sized table, so it fits u32 for any table the config allows.
+        out.push(value as u32);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{array, Array2, ShapeBuilder};
+
+    fn config() -> BertConfig {
+        BertConfig::from_json(
+            r#"{"hidden_size":8,"num_hidden_layers":1,"num_attention_heads":2,
+                "intermediate_size":16,"vocab_size":10,"max_position_embeddings":6}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn converts_both_dtypes_and_layouts_identically() {
+        let ids64 = array![[1i64, 2, 3], [4, 5, 0]];
+        let mask64 = array![[1i64, 1, 1], [1, 1, 0]];
+        let ids32 = ids64.mapv(|v| v as i32);
+        let mask32 = mask64.mapv(|v| v as i32);
+        let a = TokenBatch::new(
+            IdsView::I64(ids64.view()),
+            IdsView::I64(mask64.view()),
+            None,
+            &config(),
+        )
+        .unwrap();
+        let b = TokenBatch::new(
+            IdsView::I32(ids32.view()),
+            IdsView::I32(mask32.view()),
+            None,
+            &config(),
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.ids, vec![1, 2, 3, 4, 5, 0]);
+        assert_eq!(a.lengths(), vec![3, 2]);
+
+        // The same values in Fortran order read the same, in row-major order.
+        let mut fortran = Array2::<i64>::zeros((2, 3).f());
+        fortran.assign(&ids64);
+        let c = TokenBatch::new(
+            IdsView::I64(fortran.view()),
+            IdsView::I64(mask64.view()),
+            None,
+            &config(),
+        )
+        .unwrap();
+        assert_eq!(a, c);
+    }
+
+    #[test]
+    fn refuses_out_of_range_values_with_their_position() {
+        let mask = array![[1i64, 1]];
+        let bad_id = array![[1i64, 10]];
+        let err = TokenBatch::new(
+            IdsView::I64(bad_id.view()),
+            IdsView::I64(mask.view()),
+            None,
+            &config(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("input_ids[0, 1] = 10"), "{err}");
+
+        let negative = array![[-1i64, 1]];
+        assert!(TokenBatch::new(
+            IdsView::I64(negative.view()),
+            IdsView::I64(mask.view()),
+            None,
+            &config()
+        )
+        .is_err());
+
+        let ids = array![[1i64, 2]];
+        let bad_mask = array![[1i64, 2]];
+        let err = TokenBatch::new(
+            IdsView::I64(ids.view()),
+            IdsView::I64(bad_mask.view()),
+            None,
+            &config(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("attention_mask[0, 1] = 2"),
+            "{err}"
+        );
+
+        let bad_types = array![[0i64, 2]];
+        let err = TokenBatch::new(
+            IdsView::I64(ids.view()),
+            IdsView::I64(mask.view()),
+            Some(IdsView::I64(bad_types.view())),
+            &config(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("token_type_ids"), "{err}");
+    }
+
+    #[test]
+    fn refuses_bad_shapes() {
+        let ids = array![[1i64, 2, 3]];
+        let mask = array![[1i64, 1]];
+        let err = TokenBatch::new(
+            IdsView::I64(ids.view()),
+            IdsView::I64(mask.view()),
+            None,
+            &config(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("attention_mask has shape (1, 2)"),
+            "{err}"
+        );
+
+        let long = Array2::<i64>::ones((1, 7));
+        let err = TokenBatch::new(
+            IdsView::I64(long.view()),
+            IdsView::I64(long.view()),
+            None,
+            &config(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+
+        let empty_cols = Array2::<i64>::zeros((2, 0));
+        assert!(TokenBatch::new(
+            IdsView::I64(empty_cols.view()),
+            IdsView::I64(empty_cols.view()),
+            None,
+            &config()
+        )
+        .is_err());
+
+        let no_rows = Array2::<i64>::zeros((0, 0));
+        let batch = TokenBatch::new(
+            IdsView::I64(no_rows.view()),
+            IdsView::I64(no_rows.view()),
+            None,
+            &config(),
+        )
+        .unwrap();
+        assert_eq!(batch.batch, 0);
+    }
+}

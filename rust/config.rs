@@ -1,0 +1,428 @@
+//! Model configuration: the BERT hyper-parameters from `config.json`, and the sentence-transformers
+//! pipeline (pooling modes, normalisation) from `modules.json` and the Pooling module's config.
+//! Nothing about the model's size is assumed; every number comes from these files.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Upper bounds that keep a corrupt or hostile `config.json` from asking for absurd allocations.
+/// They are far above any BERT-shaped model in use (BERT-large: 1024 hidden, 24 layers, 4096 ff).
+const MAX_HIDDEN_SIZE: usize = 16_384;
+const MAX_LAYERS: usize = 256;
+const MAX_INTERMEDIATE_SIZE: usize = 65_536;
+const MAX_VOCAB_SIZE: usize = 4_000_000;
+const MAX_POSITIONS: usize = 65_536;
+
+/// The activation of the feed-forward block, as named by `hidden_act` in `config.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact GELU with erf; what BERT and MiniLM were trained with (`"gelu"`).
+    GeluErf,
+    /// The tanh approximation (`"gelu_new"`, `"gelu_pytorch_tanh"`).
+    GeluTanh,
+    Relu,
+}
+
+impl Activation {
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gelu" => Some(Self::GeluErf),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Self::GeluTanh),
+            "relu" => Some(Self::Relu),
+            _ => None,
+        }
+    }
+}
+
+/// The BERT encoder's hyper-parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BertConfig {
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub intermediate_size: usize,
+    pub vocab_size: usize,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+    pub activation: Activation,
+}
+
+/// `config.json` as written by transformers; only the fields the forward pass needs.
+#[derive(Deserialize)]
+struct RawBertConfig {
+    hidden_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    intermediate_size: usize,
+    vocab_size: usize,
+    max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab_size")]
+    type_vocab_size: usize,
+    #[serde(default = "default_layer_norm_eps")]
+    layer_norm_eps: f64,
+    #[serde(default = "default_hidden_act")]
+    hidden_act: String,
+    #[serde(default)]
+    position_embedding_type: Option<String>,
+    #[serde(default)]
+    model_type: Option<String>,
+}
+
+fn default_type_vocab_size() -> usize {
+    2
+}
+fn default_layer_norm_eps() -> f64 {
+    1e-12
+}
+fn default_hidden_act() -> String {
+    "gelu".to_owned()
+}
+
+impl BertConfig {
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_heads
+    }
+
+    /// Reads and checks `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = read_text(path)?;
+        Self::from_json(&text).map_err(|message| Error::BadConfig {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses and checks the text of a `config.json`; the error is a message without the path.
+    pub fn from_json(text: &str) -> std::result::Result<Self, String> {
+        let raw: RawBertConfig = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(kind) = raw.model_type.as_deref() {
+            // RoBERTa-style models share the tensor names but offset position ids; loading them
+            // here would run without error and give wrong vectors, so only BERT is accepted.
+            if kind != "bert" {
+                return Err(format!(
+                    "model_type {kind:?} is not supported; only \"bert\" models are"
+                ));
+            }
+        }
+        if let Some(kind) = raw.position_embedding_type.as_deref() {
+            if kind != "absolute" {
+                return Err(format!(
+                    "position_embedding_type {kind:?} is not supported (only \"absolute\")"
+                ));
+            }
+        }
+        let activation = Activation::from_name(&raw.hidden_act).ok_or_else(|| {
+            format!(
+                "hidden_act {:?} is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)",
+                raw.hidden_act
+            )
+        })?;
+        check_range("hidden_size", raw.hidden_size, MAX_HIDDEN_SIZE)?;
+        check_range("num_hidden_layers", raw.num_hidden_layers, MAX_LAYERS)?;
+        check_range(
+            "num_attention_heads",
+            raw.num_attention_heads,
+            raw.hidden_size,
+        )?;
+        check_range(
+            "intermediate_size",
+            raw.intermediate_size,
+            MAX_INTERMEDIATE_SIZE,
+        )?;
+        check_range("vocab_size", raw.vocab_size, MAX_VOCAB_SIZE)?;
+        check_range(
+            "max_position_embeddings",
+            raw.max_position_embeddings,
+            MAX_POSITIONS,
+        )?;
+        check_range("type_vocab_size", raw.type_vocab_size, MAX_VOCAB_SIZE)?;
+        if raw.hidden_size % raw.num_attention_heads != 0 {
+            return Err(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                raw.hidden_size, raw.num_attention_heads
+            ));
+        }
+        if !(raw.layer_norm_eps.is_finite() && raw.layer_norm_eps > 0.0) {
+            return Err(format!(
+                "layer_norm_eps must be a positive number, got {}",
+                raw.layer_norm_eps
+            ));
+        }
+        Ok(Self {
+            hidden_size: raw.hidden_size,
+            num_layers: raw.num_hidden_layers,
+            num_heads: raw.num_attention_heads,
+            intermediate_size: raw.intermediate_size,
+            vocab_size: raw.vocab_size,
+            max_position_embeddings: raw.max_position_embeddings,
+            type_vocab_size: raw.type_vocab_size,
+            layer_norm_eps: raw.layer_norm_eps,
+            activation,
+        })
+    }
+}
+
+fn check_range(name: &str, value: usize, max: usize) -> std::result::Result<(), String> {
+    if value == 0 || value > max {
+        return Err(format!("{name} must be between 1 and {max}, got {value}"));
+    }
+    Ok(())
+}
+
+/// One way of turning token vectors into a sentence vector, in the order sentence-transformers
+/// concatenates them when several are enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolingMode {
+    Cls,
+    Max,
+    Mean,
+    MeanSqrtLen,
+}
+
+impl PoolingMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cls => "cls",
+            Self::Max => "max",
+            Self::Mean => "mean",
+            Self::MeanSqrtLen => "mean_sqrt_len_tokens",
+        }
+    }
+}
+
+/// What happens after the encoder: pooling modes (concatenated) and optional L2 normalisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentenceConfig {
+    pub pooling: Vec<PoolingMode>,
+    pub normalize: bool,
+}
+
+impl Default for SentenceConfig {
+    /// What sentence-transformers does with a plain transformers checkpoint: mean pooling, no
+    /// normalisation.
+    fn default() -> Self {
+        Self {
+            pooling: vec![PoolingMode::Mean],
+            normalize: false,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ModuleEntry {
+    #[serde(default)]
+    path: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct RawPoolingConfig {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_max_tokens: bool,
+    #[serde(default)]
+    pooling_mode_mean_sqrt_len_tokens: bool,
+    #[serde(default)]
+    pooling_mode_weightedmean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_lasttoken: bool,
+}
+
+impl SentenceConfig {
+    /// Reads `modules.json` in `model_dir` and the Pooling module's `config.json` it points to.
+    /// A folder without `modules.json` is a plain transformers checkpoint: the default applies.
+    pub fn from_dir(model_dir: &Path) -> Result<Self> {
+        let modules_path = model_dir.join("modules.json");
+        if !modules_path.exists() {
+            return Ok(Self::default());
+        }
+        let bad = |path: &Path, message: String| Error::BadConfig {
+            path: path.to_owned(),
+            message,
+        };
+        let modules: Vec<ModuleEntry> = serde_json::from_str(&read_text(&modules_path)?)
+            .map_err(|e| bad(&modules_path, e.to_string()))?;
+
+        let mut config = Self::default();
+        let mut saw_pooling = false;
+        for module in &modules {
+            let kind = module.kind.rsplit('.').next().unwrap_or_default();
+            match kind {
+                "Transformer" => {}
+                "Pooling" => {
+                    let pooling_path = model_dir.join(&module.path).join("config.json");
+                    config.pooling = read_pooling(&pooling_path)?;
+                    saw_pooling = true;
+                }
+                "Normalize" => config.normalize = true,
+                _ => {
+                    return Err(Error::Unsupported(format!(
+                        "{}: module type {:?} is not supported (Transformer, Pooling and \
+                         Normalize are)",
+                        modules_path.display(),
+                        module.kind
+                    )))
+                }
+            }
+        }
+        if !saw_pooling {
+            return Err(bad(
+                &modules_path,
+                "no sentence_transformers.models.Pooling module listed".to_owned(),
+            ));
+        }
+        Ok(config)
+    }
+}
+
+fn read_pooling(path: &Path) -> Result<Vec<PoolingMode>> {
+    let raw: RawPoolingConfig =
+        serde_json::from_str(&read_text(path)?).map_err(|e| Error::BadConfig {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    if raw.pooling_mode_weightedmean_tokens || raw.pooling_mode_lasttoken {
+        return Err(Error::Unsupported(format!(
+            "{}: weighted-mean and last-token pooling are not supported",
+            path.display()
+        )));
+    }
+    let modes: Vec<PoolingMode> = [
+        (raw.pooling_mode_cls_token, PoolingMode::Cls),
+        (raw.pooling_mode_max_tokens, PoolingMode::Max),
+        (raw.pooling_mode_mean_tokens, PoolingMode::Mean),
+        (
+            raw.pooling_mode_mean_sqrt_len_tokens,
+            PoolingMode::MeanSqrtLen,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(enabled, mode)| enabled.then_some(mode))
+    .collect();
+    if modes.is_empty() {
+        return Err(Error::BadConfig {
+            path: path.to_owned(),
+            message: "no pooling mode is enabled".to_owned(),
+        });
+    }
+    Ok(modes)
+}
+
+pub(crate) fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|source| io_error(path, source))
+}
+
+/// A missing file gets its own variant (FileNotFoundError in Python); other I/O errors keep the cause.
+pub(crate) fn io_error(path: &Path, source: std::io::Error) -> Error {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        Error::MissingFile {
+            path: PathBuf::from(path),
+        }
+    } else {
+        Error::Io {
+            path: PathBuf::from(path),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINILM: &str = r#"{"architectures":["BertModel"],"hidden_act":"gelu","hidden_size":384,
+        "intermediate_size":1536,"layer_norm_eps":1e-12,"max_position_embeddings":512,
+        "model_type":"bert","num_attention_heads":12,"num_hidden_layers":6,"type_vocab_size":2,
+        "vocab_size":30522,"position_embedding_type":"absolute"}"#;
+
+    #[test]
+    fn parses_minilm_config() {
+        let config = BertConfig::from_json(MINILM).unwrap();
+        assert_eq!(config.hidden_size, 384);
+        assert_eq!(config.num_layers, 6);
+        assert_eq!(config.head_dim(), 32);
+        assert_eq!(config.activation, Activation::GeluErf);
+        assert_eq!(config.layer_norm_eps, 1e-12);
+    }
+
+    #[test]
+    fn refuses_absurd_and_inconsistent_sizes() {
+        let huge = MINILM.replace("\"hidden_size\":384", "\"hidden_size\":100000000");
+        assert!(BertConfig::from_json(&huge)
+            .unwrap_err()
+            .contains("hidden_size"));
+        let uneven = MINILM.replace("\"num_attention_heads\":12", "\"num_attention_heads\":7");
+        assert!(BertConfig::from_json(&uneven)
+            .unwrap_err()
+            .contains("multiple"));
+        let zero = MINILM.replace("\"num_hidden_layers\":6", "\"num_hidden_layers\":0");
+        assert!(BertConfig::from_json(&zero)
+            .unwrap_err()
+            .contains("num_hidden_layers"));
+    }
+
+    #[test]
+    fn refuses_unknown_activation_and_architecture() {
+        let act = MINILM.replace("\"hidden_act\":\"gelu\"", "\"hidden_act\":\"swish\"");
+        assert!(BertConfig::from_json(&act).unwrap_err().contains("swish"));
+        let arch = MINILM.replace("\"model_type\":\"bert\"", "\"model_type\":\"gpt2\"");
+        assert!(BertConfig::from_json(&arch).unwrap_err().contains("gpt2"));
+    }
+
+    #[test]
+    fn defaults_apply_to_missing_optional_fields() {
+        let minimal = r#"{"hidden_size":8,"num_hidden_layers":1,"num_attention_heads":2,
+            "intermediate_size":16,"vocab_size":10,"max_position_embeddings":4}"#;
+        let config = BertConfig::from_json(minimal).unwrap();
+        assert_eq!(config.type_vocab_size, 2);
+        assert_eq!(config.activation, Activation::GeluErf);
+    }
+
+    #[test]
+    fn reads_sentence_pipeline_from_modules_json() {
+        let dir = std::env::temp_dir().join(format!("minilm_fast_cfg_{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+        std::fs::write(
+            dir.join("modules.json"),
+            r#"[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
+                {"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"},
+                {"idx":2,"name":"2","path":"2_Normalize","type":"sentence_transformers.models.Normalize"}]"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("1_Pooling/config.json"),
+            r#"{"pooling_mode_cls_token":true,"pooling_mode_mean_tokens":true}"#,
+        )
+        .unwrap();
+        let config = SentenceConfig::from_dir(&dir).unwrap();
+        assert_eq!(config.pooling, vec![PoolingMode::Cls, PoolingMode::Mean]);
+        assert!(config.normalize);
+
+        std::fs::write(
+            dir.join("modules.json"),
+            r#"[{"path":"","type":"sentence_transformers.models.Transformer"},
+                {"path":"2_Dense","type":"sentence_transformers.models.Dense"}]"#,
+        )
+        .unwrap();
+        let err = SentenceConfig::from_dir(&dir).unwrap_err();
+        assert!(err.to_string().contains("Dense"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn plain_checkpoint_means_mean_pooling_without_normalisation() {
+        let dir = std::env::temp_dir().join(format!("minilm_fast_plain_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = SentenceConfig::from_dir(&dir).unwrap();
+        assert_eq!(config, SentenceConfig::default());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

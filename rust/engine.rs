@@ -1,0 +1,119 @@
+//! The sentence encoder a caller holds: a BERT model, its sentence-transformers pipeline
+//! (pooling, normalisation) and a private thread pool sized by the caller, so `threads = 1`
+//! really uses one core and two encoders never fight over a global pool.
+
+use std::path::Path;
+
+use crate::batch::TokenBatch;
+use crate::config::{BertConfig, SentenceConfig};
+use crate::error::{Error, Result};
+use crate::kernels::Isa;
+use crate::model::BertModel;
+use crate::pooling;
+
+/// Far beyond any sensible count; refuses typos like `threads=10_000` before spawning.
+const MAX_THREADS: usize = 1024;
+
+pub struct SentenceEncoder {
+    model: BertModel,
+    sentence: SentenceConfig,
+    pool: rayon::ThreadPool,
+    threads: usize,
+    isa: Isa,
+}
+
+impl SentenceEncoder {
+    /// Loads `config.json`, `model.safetensors` and the sentence-transformers module files from
+    /// `model_dir`. `threads = None` uses every CPU this process may run on (affinity and cgroup
+    /// quota included).
+    pub fn load(model_dir: &Path, threads: Option<usize>) -> Result<Self> {
+        if !model_dir.is_dir() {
+            return Err(Error::MissingFile {
+                path: model_dir.to_owned(),
+            });
+        }
+        let threads = match threads {
+            Some(0) => {
+                return Err(Error::InvalidInput(
+                    "threads must be at least 1 (or None for every available CPU)".to_owned(),
+                ))
+            }
+            Some(n) if n > MAX_THREADS => {
+                return Err(Error::InvalidInput(format!(
+                    "threads = {n} is more than the {MAX_THREADS} this engine allows"
+                )))
+            }
+            Some(n) => n,
+            None => default_threads(),
+        };
+        let config = BertConfig::from_file(&model_dir.join("config.json"))?;
+        let sentence = SentenceConfig::from_dir(model_dir)?;
+        let model = BertModel::load(&model_dir.join("model.safetensors"), config)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("minilm-fast-{i}"))
+            .build()
+            .map_err(|e| Error::Compute(format!("starting {threads} worker threads: {e}")))?;
+        Ok(Self {
+            model,
+            sentence,
+            pool,
+            threads,
+            isa: Isa::detected(),
+        })
+    }
+
+    pub fn config(&self) -> &BertConfig {
+        self.model.config()
+    }
+
+    pub fn sentence_config(&self) -> &SentenceConfig {
+        &self.sentence
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The instruction set the pooling kernels use.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Width of a sentence vector: hidden size times the number of pooling modes.
+    pub fn output_dim(&self) -> usize {
+        self.config().hidden_size * self.sentence.pooling.len()
+    }
+
+    /// Sentence vectors, [batch, output_dim] row-major. `normalize` overrides the model's own
+    /// Normalize module when given.
+    pub fn encode(&self, batch: &TokenBatch, normalize: Option<bool>) -> Result<Vec<f32>> {
+        let normalize = normalize.unwrap_or(self.sentence.normalize);
+        let hidden = self.token_embeddings(batch)?;
+        let mut out = vec![0.0f32; batch.batch * self.output_dim()];
+        pooling::pool_into(
+            self.isa,
+            &hidden,
+            &batch.mask,
+            batch.seq_len,
+            self.config().hidden_size,
+            &self.sentence.pooling,
+            normalize,
+            &mut out,
+        );
+        Ok(out)
+    }
+
+    /// The last hidden state, [batch, seq_len, hidden] row-major.
+    pub fn token_embeddings(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
+        self.pool.install(|| self.model.forward(batch))
+    }
+}
+
+/// CPUs this process may use: `available_parallelism` honours the affinity mask and the cgroup
+/// CPU quota on Linux, which is what a container limit sets.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+}

@@ -1,0 +1,218 @@
+//! Hand-written SIMD kernels for the vector work after the encoder (pooling, normalisation),
+//! with the instruction set picked once at run time so one portable wheel uses AVX-512 on
+//! machines that have it and still runs on any x86-64 or aarch64 CPU.
+//!
+//! Every public function here is safe: it dispatches to the kernel for [`Isa::detected`], and
+//! the `unsafe` calls into `#[target_feature]` code are justified by that detection.
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use std::sync::OnceLock;
+
+/// The instruction set a kernel call runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+}
+
+impl Isa {
+    /// The best instruction set this CPU supports, detected once per process.
+    pub fn detected() -> Isa {
+        static DETECTED: OnceLock<Isa> = OnceLock::new();
+        *DETECTED.get_or_init(detect)
+    }
+
+    /// Every instruction set usable on this CPU, best last; tests compare each against scalar.
+    pub fn available() -> Vec<Isa> {
+        #[allow(unused_mut)]
+        let mut isas = vec![Isa::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                isas.push(Isa::Avx2Fma);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                isas.push(Isa::Avx512);
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                isas.push(Isa::Neon);
+            }
+        }
+        isas
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => "avx2+fma",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => "avx512f",
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => "neon",
+        }
+    }
+}
+
+fn detect() -> Isa {
+    // `MINILM_FAST_ISA=scalar` (or avx2) forces a lesser kernel, for debugging and benchmarks.
+    let forced = std::env::var("MINILM_FAST_ISA").ok();
+    let available = Isa::available();
+    if let Some(name) = forced {
+        if let Some(isa) = available
+            .iter()
+            .find(|isa| isa.name().starts_with(name.as_str()))
+        {
+            return *isa;
+        }
+    }
+    available.last().copied().unwrap_or(Isa::Scalar)
+}
+
+/// `acc[i] += x[i]` over the common length.
+pub fn add_assign(isa: Isa, acc: &mut [f32], x: &[f32]) {
+    let n = acc.len().min(x.len());
+    let (acc, x) = (&mut acc[..n], &x[..n]);
+    match isa {
+        Isa::Scalar => scalar::add_assign(acc, x),
+        // SAFETY: `isa` is only ever a value from `Isa::available()`, which checked the CPU
+        // supports the features these kernels are compiled for.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => unsafe { x86::add_assign_avx2(acc, x) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { x86::add_assign_avx512(acc, x) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => unsafe { neon::add_assign(acc, x) },
+    }
+}
+
+/// `acc[i] = max(acc[i], x[i])` over the common length.
+pub fn max_assign(isa: Isa, acc: &mut [f32], x: &[f32]) {
+    let n = acc.len().min(x.len());
+    let (acc, x) = (&mut acc[..n], &x[..n]);
+    match isa {
+        Isa::Scalar => scalar::max_assign(acc, x),
+        // SAFETY: as in `add_assign`, the features were detected before `isa` was handed out.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => unsafe { x86::max_assign_avx2(acc, x) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { x86::max_assign_avx512(acc, x) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => unsafe { neon::max_assign(acc, x) },
+    }
+}
+
+/// `x[i] *= factor`.
+pub fn scale(isa: Isa, x: &mut [f32], factor: f32) {
+    match isa {
+        Isa::Scalar => scalar::scale(x, factor),
+        // SAFETY: as in `add_assign`, the features were detected before `isa` was handed out.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => unsafe { x86::scale_avx2(x, factor) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { x86::scale_avx512(x, factor) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => unsafe { neon::scale(x, factor) },
+    }
+}
+
+/// `sum(x[i]^2)`, accumulated in f32 lanes.
+pub fn sum_squares(isa: Isa, x: &[f32]) -> f32 {
+    match isa {
+        Isa::Scalar => scalar::sum_squares(x),
+        // SAFETY: as in `add_assign`, the features were detected before `isa` was handed out.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => unsafe { x86::sum_squares_avx2(x) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { x86::sum_squares_avx512(x) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => unsafe { neon::sum_squares(x) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random values in [-2, 2), without a dependency.
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+            })
+            .collect()
+    }
+
+    // Lengths around every vector width and its tails, plus the model sizes.
+    const LENGTHS: &[usize] = &[
+        0, 1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 100, 384, 1000,
+    ];
+
+    #[test]
+    fn every_isa_matches_scalar() {
+        for isa in Isa::available() {
+            for &n in LENGTHS {
+                let x = values(n, n as u64 + 1);
+                let base = values(n, n as u64 + 99);
+
+                let (mut got, mut want) = (base.clone(), base.clone());
+                add_assign(isa, &mut got, &x);
+                scalar::add_assign(&mut want, &x);
+                assert_eq!(got, want, "add_assign {isa:?} n={n}");
+
+                let (mut got, mut want) = (base.clone(), base.clone());
+                max_assign(isa, &mut got, &x);
+                scalar::max_assign(&mut want, &x);
+                assert_eq!(got, want, "max_assign {isa:?} n={n}");
+
+                let (mut got, mut want) = (base.clone(), base.clone());
+                scale(isa, &mut got, 0.37);
+                scalar::scale(&mut want, 0.37);
+                assert_eq!(got, want, "scale {isa:?} n={n}");
+
+                let got = sum_squares(isa, &x);
+                let want: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+                assert!(
+                    (f64::from(got) - want).abs() <= 1e-5 * want.max(1.0),
+                    "sum_squares {isa:?} n={n}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn mismatched_lengths_use_the_common_prefix() {
+        for isa in Isa::available() {
+            let mut acc = vec![1.0; 20];
+            add_assign(isa, &mut acc, &[1.0; 5]);
+            assert_eq!(&acc[..5], &[2.0; 5]);
+            assert_eq!(&acc[5..], &[1.0; 15]);
+        }
+    }
+
+    #[test]
+    fn detected_is_among_available() {
+        assert!(Isa::available().contains(&Isa::detected()));
+    }
+}

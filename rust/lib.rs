@@ -1,0 +1,31 @@
+//! minilm_fast: a BERT sentence encoder (sentence-transformers compatible) for CPUs.
+//!
+//! The core (everything but `py`) is plain Rust: load a model folder with
+//! [`SentenceEncoder::load`], check token arrays with [`TokenBatch::new`], and call
+//! [`SentenceEncoder::encode`]. The `python` feature adds the PyO3 module `_minilm_fast`.
+
+pub mod batch;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod kernels;
+pub mod model;
+pub mod pooling;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use batch::{IdsView, TokenBatch};
+pub use config::{BertConfig, PoolingMode, SentenceConfig};
+pub use engine::SentenceEncoder;
+pub use error::{Error, Result};
+
+#[cfg(feature = "python")]
+use pyo3::prelude::*;
+
+/// The native module; all binding code lives in `py.rs`.
+#[cfg(feature = "python")]
+#[pymodule]
+fn _minilm_fast(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    py::register(m)
+}

@@ -1,0 +1,330 @@
+//! The BERT encoder on Candle tensors: embeddings, then per layer self-attention and a
+//! feed-forward block, each followed by residual + LayerNorm (post-norm, as in BERT).
+//! One struct per block, each with `load` and `forward`. Linear weights are transposed once at
+//! load to [in, out] so every projection is a single GEMM over all tokens of the batch.
+
+use std::path::Path;
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{Device, Tensor};
+
+use crate::batch::TokenBatch;
+use crate::config::{Activation, BertConfig};
+use crate::error::{Error, Result};
+
+/// Reads tensors by name from a memory-mapped safetensors file, checking dtype and shape
+/// against the configuration before any data is copied.
+struct WeightReader<'a> {
+    file: MmapedSafetensors,
+    path: &'a Path,
+    /// "" or "bert.", whichever prefix the checkpoint uses.
+    prefix: &'static str,
+}
+
+impl<'a> WeightReader<'a> {
+    fn open(path: &'a Path) -> Result<Self> {
+        std::fs::metadata(path).map_err(|source| crate::config::io_error(path, source))?;
+        // SAFETY: the file is mapped read-only and every tensor is copied out during `load`; the
+        // map is dropped when loading ends. Another process truncating the file during those
+        // milliseconds is the one case a memory map cannot guard against (it would raise SIGBUS),
+        // an accepted risk shared by every mmap-based loader.
+        let file = unsafe { MmapedSafetensors::new(path) }.map_err(|e| Error::BadWeights {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let prefix = if file.get("embeddings.word_embeddings.weight").is_ok() {
+            ""
+        } else {
+            "bert."
+        };
+        Ok(Self { file, path, prefix })
+    }
+
+    fn bad(&self, message: String) -> Error {
+        Error::BadWeights {
+            path: self.path.to_owned(),
+            message,
+        }
+    }
+
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let full = format!("{}{name}", self.prefix);
+        let view = self
+            .file
+            .get(&full)
+            .map_err(|_| self.bad(format!("tensor {full} is missing")))?;
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(self.bad(format!(
+                "tensor {full} has dtype {}, expected F32",
+                dtype_name(view.dtype())
+            )));
+        }
+        if view.shape() != shape {
+            return Err(self.bad(format!(
+                "tensor {full} has shape {:?}, the configuration needs {:?}",
+                view.shape(),
+                shape
+            )));
+        }
+        Ok(self.file.load(&full, &Device::Cpu)?)
+    }
+}
+
+fn dtype_name(dtype: safetensors::Dtype) -> String {
+    // The safetensors dtype names (F16, BF16, I64, ...) are what users see in their tools.
+    format!("{dtype:?}")
+}
+
+/// y = x W + b, with W stored transposed as [in, out].
+struct Linear {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn load(weights: &WeightReader, name: &str, inputs: usize, outputs: usize) -> Result<Self> {
+        let weight = weights.tensor(&format!("{name}.weight"), &[outputs, inputs])?;
+        let bias = weights.tensor(&format!("{name}.bias"), &[outputs])?;
+        Ok(Self {
+            weight_t: weight.t()?.contiguous()?,
+            bias,
+        })
+    }
+
+    /// Q, K and V side by side as one [in, 3*out] projection: one GEMM instead of three.
+    fn load_fused(
+        weights: &WeightReader,
+        names: &[&str],
+        inputs: usize,
+        outputs: usize,
+    ) -> Result<Self> {
+        let parts = names
+            .iter()
+            .map(|name| Linear::load(weights, name, inputs, outputs))
+            .collect::<Result<Vec<_>>>()?;
+        let weight_t = Tensor::cat(&parts.iter().map(|p| &p.weight_t).collect::<Vec<_>>(), 1)?;
+        let bias = Tensor::cat(&parts.iter().map(|p| &p.bias).collect::<Vec<_>>(), 0)?;
+        Ok(Self { weight_t, bias })
+    }
+
+    /// `x`: [tokens, in] -> [tokens, out].
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.matmul(&self.weight_t)?.broadcast_add(&self.bias)?)
+    }
+}
+
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    fn load(weights: &WeightReader, name: &str, size: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: weights.tensor(&format!("{name}.weight"), &[size])?,
+            bias: weights.tensor(&format!("{name}.bias"), &[size])?,
+            eps: eps as f32,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::layer_norm(
+            x,
+            &self.weight,
+            &self.bias,
+            self.eps,
+        )?)
+    }
+}
+
+struct Embeddings {
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn load(weights: &WeightReader, config: &BertConfig) -> Result<Self> {
+        let h = config.hidden_size;
+        Ok(Self {
+            word: weights.tensor("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
+            position: weights.tensor(
+                "embeddings.position_embeddings.weight",
+                &[config.max_position_embeddings, h],
+            )?,
+            token_type: weights.tensor(
+                "embeddings.token_type_embeddings.weight",
+                &[config.type_vocab_size, h],
+            )?,
+            norm: LayerNorm::load(weights, "embeddings.LayerNorm", h, config.layer_norm_eps)?,
+        })
+    }
+
+    /// -> [batch * seq_len, hidden]. Positions are 0..seq_len for every row, as in transformers.
+    fn forward(&self, batch: &TokenBatch) -> Result<Tensor> {
+        let tokens = batch.batch * batch.seq_len;
+        let ids = Tensor::from_slice(&batch.ids, tokens, &Device::Cpu)?;
+        let types = Tensor::from_slice(&batch.type_ids, tokens, &Device::Cpu)?;
+        let hidden = self.word.dim(1)?;
+        let positions = self
+            .position
+            .narrow(0, 0, batch.seq_len)?
+            .unsqueeze(0)?
+            .broadcast_as((batch.batch, batch.seq_len, hidden))?
+            .reshape((tokens, hidden))?;
+        let sum = ((self.word.index_select(&ids, 0)? + positions)?
+            + self.token_type.index_select(&types, 0)?)?;
+        self.norm.forward(&sum)
+    }
+}
+
+struct SelfAttention {
+    qkv: Linear,
+    output: Linear,
+    norm: LayerNorm,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl SelfAttention {
+    fn load(weights: &WeightReader, prefix: &str, config: &BertConfig) -> Result<Self> {
+        let h = config.hidden_size;
+        let names = ["query", "key", "value"].map(|p| format!("{prefix}.attention.self.{p}"));
+        let names = names.iter().map(String::as_str).collect::<Vec<_>>();
+        Ok(Self {
+            qkv: Linear::load_fused(weights, &names, h, h)?,
+            output: Linear::load(weights, &format!("{prefix}.attention.output.dense"), h, h)?,
+            norm: LayerNorm::load(
+                weights,
+                &format!("{prefix}.attention.output.LayerNorm"),
+                h,
+                config.layer_norm_eps,
+            )?,
+            heads: config.num_heads,
+            head_dim: config.head_dim(),
+        })
+    }
+
+    /// `x`: [batch * seq, hidden]; `mask_bias`: [batch, 1, 1, seq], 0 for tokens and a large
+    /// negative number for padding, so padded keys get exactly zero attention weight.
+    fn forward(&self, x: &Tensor, batch: usize, seq: usize, mask_bias: &Tensor) -> Result<Tensor> {
+        let hidden = self.heads * self.head_dim;
+        // [b*s, 3h] -> [3, b, heads, s, head_dim]
+        let qkv = self
+            .qkv
+            .forward(x)?
+            .reshape((batch, seq, 3, self.heads, self.head_dim))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()?;
+        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask_bias)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((batch * seq, hidden))?;
+        let projected = self.output.forward(&context)?;
+        self.norm.forward(&(projected + x)?)
+    }
+}
+
+struct FeedForward {
+    intermediate: Linear,
+    output: Linear,
+    norm: LayerNorm,
+    activation: Activation,
+}
+
+impl FeedForward {
+    fn load(weights: &WeightReader, prefix: &str, config: &BertConfig) -> Result<Self> {
+        let (h, i) = (config.hidden_size, config.intermediate_size);
+        Ok(Self {
+            intermediate: Linear::load(weights, &format!("{prefix}.intermediate.dense"), h, i)?,
+            output: Linear::load(weights, &format!("{prefix}.output.dense"), i, h)?,
+            norm: LayerNorm::load(
+                weights,
+                &format!("{prefix}.output.LayerNorm"),
+                h,
+                config.layer_norm_eps,
+            )?,
+            activation: config.activation,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let up = self.intermediate.forward(x)?;
+        let activated = match self.activation {
+            Activation::GeluErf => up.gelu_erf()?,
+            Activation::GeluTanh => up.gelu()?,
+            Activation::Relu => up.relu()?,
+        };
+        let down = self.output.forward(&activated)?;
+        self.norm.forward(&(down + x)?)
+    }
+}
+
+struct Layer {
+    attention: SelfAttention,
+    feed_forward: FeedForward,
+}
+
+/// A BERT encoder with its weights, immutable after `load` (shared across threads freely).
+pub struct BertModel {
+    config: BertConfig,
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+}
+
+impl BertModel {
+    /// Loads `model.safetensors` (memory-mapped) for `config`, checking every tensor's dtype and
+    /// shape before copying it.
+    pub fn load(weights_path: &Path, config: BertConfig) -> Result<Self> {
+        let weights = WeightReader::open(weights_path)?;
+        let embeddings = Embeddings::load(&weights, &config)?;
+        let layers = (0..config.num_layers)
+            .map(|i| {
+                let prefix = format!("encoder.layer.{i}");
+                Ok(Layer {
+                    attention: SelfAttention::load(&weights, &prefix, &config)?,
+                    feed_forward: FeedForward::load(&weights, &prefix, &config)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            config,
+            embeddings,
+            layers,
+        })
+    }
+
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    /// The last hidden state, [batch * seq_len, hidden] row-major, as a flat vector.
+    pub fn forward(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
+        if batch.batch == 0 {
+            return Ok(Vec::new());
+        }
+        let (b, s) = (batch.batch, batch.seq_len);
+        let mask_bias = mask_bias(&batch.mask, b, s)?;
+        let mut x = self.embeddings.forward(batch)?;
+        for layer in &self.layers {
+            x = layer.attention.forward(&x, b, s, &mask_bias)?;
+            x = layer.feed_forward.forward(&x)?;
+        }
+        Ok(x.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
+/// [batch, 1, 1, seq]: 0 where the mask is 1, f32::MIN where it is 0, as transformers does.
+fn mask_bias(mask: &[u8], batch: usize, seq: usize) -> Result<Tensor> {
+    let bias: Vec<f32> = mask
+        .iter()
+        .map(|&m| if m == 1 { 0.0 } else { f32::MIN })
+        .collect();
+    Ok(Tensor::from_vec(bias, (batch, 1, 1, seq), &Device::Cpu)?)
+}

@@ -1,0 +1,223 @@
+//! Sentence vectors from token vectors: CLS / max / mean / mean-sqrt-len pooling over the tokens
+//! the attention mask marks as real, concatenated in the order sentence-transformers uses, then
+//! optional L2 normalisation. Written straight into the caller's output rows with the SIMD kernels.
+
+use crate::config::PoolingMode;
+use crate::kernels::{self, Isa};
+
+/// sentence-transformers' floor for the token count (avoids 0/0 for an all-padding row).
+const MIN_TOKEN_COUNT: f32 = 1e-9;
+/// torch.nn.functional.normalize's floor for the norm: a zero vector stays zero.
+const MIN_NORM: f32 = 1e-12;
+/// sentence-transformers masks padding with this before max pooling.
+const MAX_POOL_FILL: f32 = -1e9;
+
+/// Pools `hidden` ([batch, seq, dim] row-major) into `out` ([batch, dim * modes.len()]).
+///
+/// `mask` is [batch, seq] with 1 for tokens and 0 for padding. Returns without writing if the
+/// sizes disagree; callers size the buffers from the same batch, so that cannot happen.
+#[allow(clippy::too_many_arguments)]
+pub fn pool_into(
+    isa: Isa,
+    hidden: &[f32],
+    mask: &[u8],
+    seq: usize,
+    dim: usize,
+    modes: &[PoolingMode],
+    normalize: bool,
+    out: &mut [f32],
+) {
+    let out_dim = dim * modes.len();
+    if seq == 0 || dim == 0 || out_dim == 0 {
+        return;
+    }
+    let batch = mask.len() / seq;
+    if hidden.len() != batch * seq * dim || out.len() != batch * out_dim {
+        return;
+    }
+    for ((row_out, tokens), row_mask) in out
+        .chunks_exact_mut(out_dim)
+        .zip(hidden.chunks_exact(seq * dim))
+        .zip(mask.chunks_exact(seq))
+    {
+        let count = row_mask.iter().filter(|&&m| m == 1).count() as f32;
+        let real_tokens = || {
+            tokens
+                .chunks_exact(dim)
+                .zip(row_mask)
+                .filter(|(_, &m)| m == 1)
+                .map(|(token, _)| token)
+        };
+        for (segment, mode) in row_out.chunks_exact_mut(dim).zip(modes) {
+            match mode {
+                PoolingMode::Cls => segment.copy_from_slice(&tokens[..dim]),
+                PoolingMode::Max => {
+                    segment.fill(MAX_POOL_FILL);
+                    for token in real_tokens() {
+                        kernels::max_assign(isa, segment, token);
+                    }
+                }
+                PoolingMode::Mean | PoolingMode::MeanSqrtLen => {
+                    segment.fill(0.0);
+                    for token in real_tokens() {
+                        kernels::add_assign(isa, segment, token);
+                    }
+                    let count = count.max(MIN_TOKEN_COUNT);
+                    let divisor = if *mode == PoolingMode::Mean {
+                        count
+                    } else {
+                        count.sqrt()
+                    };
+                    kernels::scale(isa, segment, 1.0 / divisor);
+                }
+            }
+        }
+        if normalize {
+            normalize_in_place(isa, row_out);
+        }
+    }
+}
+
+/// x / max(||x||, 1e-12).
+pub fn normalize_in_place(isa: Isa, x: &mut [f32]) {
+    let norm = kernels::sum_squares(isa, x).sqrt();
+    kernels::scale(isa, x, 1.0 / norm.max(MIN_NORM));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Straightforward reference in f64, written independently of the kernels.
+    fn reference(
+        hidden: &[f32],
+        mask: &[u8],
+        seq: usize,
+        dim: usize,
+        mode: PoolingMode,
+    ) -> Vec<Vec<f64>> {
+        let batch = mask.len() / seq;
+        (0..batch)
+            .map(|b| {
+                let token = |t: usize, d: usize| f64::from(hidden[(b * seq + t) * dim + d]);
+                let real: Vec<usize> = (0..seq).filter(|&t| mask[b * seq + t] == 1).collect();
+                let count = (real.len() as f64).max(1e-9);
+                (0..dim)
+                    .map(|d| match mode {
+                        PoolingMode::Cls => token(0, d),
+                        PoolingMode::Max => real.iter().map(|&t| token(t, d)).fold(-1e9, f64::max),
+                        PoolingMode::Mean => real.iter().map(|&t| token(t, d)).sum::<f64>() / count,
+                        PoolingMode::MeanSqrtLen => {
+                            real.iter().map(|&t| token(t, d)).sum::<f64>() / count.sqrt()
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn sample(batch: usize, seq: usize, dim: usize) -> (Vec<f32>, Vec<u8>) {
+        let hidden = (0..batch * seq * dim)
+            .map(|i| ((i * 7919 % 1000) as f32 / 250.0) - 2.0)
+            .collect();
+        // Row b has b % seq + 1 real tokens, the last row none (all padding).
+        let mask = (0..batch * seq)
+            .map(|i| {
+                let (b, t) = (i / seq, i % seq);
+                u8::from(b + 1 < batch && t <= b % seq)
+            })
+            .collect();
+        (hidden, mask)
+    }
+
+    #[test]
+    fn every_mode_matches_the_reference_on_every_isa() {
+        let (batch, seq, dim) = (5, 6, 37);
+        let (hidden, mask) = sample(batch, seq, dim);
+        for isa in Isa::available() {
+            for mode in [
+                PoolingMode::Cls,
+                PoolingMode::Max,
+                PoolingMode::Mean,
+                PoolingMode::MeanSqrtLen,
+            ] {
+                let mut out = vec![f32::NAN; batch * dim];
+                pool_into(isa, &hidden, &mask, seq, dim, &[mode], false, &mut out);
+                let want = reference(&hidden, &mask, seq, dim, mode);
+                for (b, row) in want.iter().enumerate() {
+                    for (d, &w) in row.iter().enumerate() {
+                        let got = f64::from(out[b * dim + d]);
+                        assert!(
+                            (got - w).abs() <= 1e-5 * w.abs().max(1.0),
+                            "{isa:?} {mode:?} [{b},{d}] {got} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn all_padding_row_pools_to_zero_and_stays_zero_when_normalised() {
+        let (batch, seq, dim) = (5, 6, 37);
+        let (hidden, mask) = sample(batch, seq, dim);
+        let mut out = vec![f32::NAN; batch * dim];
+        pool_into(
+            Isa::detected(),
+            &hidden,
+            &mask,
+            seq,
+            dim,
+            &[PoolingMode::Mean],
+            true,
+            &mut out,
+        );
+        assert!(out[(batch - 1) * dim..].iter().all(|&v| v == 0.0));
+        for row in out[..(batch - 1) * dim].chunks_exact(dim) {
+            let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-6, "norm {norm}");
+        }
+    }
+
+    #[test]
+    fn concatenates_modes_in_order() {
+        let (batch, seq, dim) = (2, 3, 4);
+        let (hidden, mask) = sample(batch, seq, dim);
+        let modes = [PoolingMode::Cls, PoolingMode::Mean];
+        let mut both = vec![0.0; batch * dim * 2];
+        pool_into(
+            Isa::Scalar,
+            &hidden,
+            &mask,
+            seq,
+            dim,
+            &modes,
+            false,
+            &mut both,
+        );
+        let mut cls = vec![0.0; batch * dim];
+        pool_into(
+            Isa::Scalar,
+            &hidden,
+            &mask,
+            seq,
+            dim,
+            &modes[..1],
+            false,
+            &mut cls,
+        );
+        let mut mean = vec![0.0; batch * dim];
+        pool_into(
+            Isa::Scalar,
+            &hidden,
+            &mask,
+            seq,
+            dim,
+            &modes[1..],
+            false,
+            &mut mean,
+        );
+        assert_eq!(&both[..dim], &cls[..dim]);
+        assert_eq!(&both[dim..2 * dim], &mean[..dim]);
+    }
+}

@@ -1,0 +1,257 @@
+//! The Python boundary: the only code that touches PyO3 or NumPy.
+//!
+//! Arguments are checked and the token arrays read (in place, no copy) while the GIL is held;
+//! the forward pass runs with the GIL released; the result is a buffer Rust allocated, handed to
+//! NumPy without a copy.
+
+use std::path::PathBuf;
+
+use numpy::ndarray::{Array2, Array3};
+use numpy::prelude::*;
+use numpy::{PyArray2, PyArray3, PyReadonlyArray2, PyUntypedArray};
+use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::batch::{IdsView, TokenBatch};
+use crate::engine::SentenceEncoder;
+use crate::error::Error;
+
+pyo3::create_exception!(
+    _minilm_fast,
+    MiniLMError,
+    PyException,
+    "Raised when a model cannot be loaded or run (bad weights, unsupported configuration)."
+);
+
+impl From<Error> for PyErr {
+    fn from(err: Error) -> PyErr {
+        let message = err.to_string();
+        match err {
+            Error::MissingFile { .. } => PyFileNotFoundError::new_err(message),
+            Error::Io { .. } => PyOSError::new_err(message),
+            Error::InvalidInput(_) => PyValueError::new_err(message),
+            Error::BadConfig { .. }
+            | Error::BadWeights { .. }
+            | Error::Unsupported(_)
+            | Error::Compute(_) => MiniLMError::new_err(message),
+        }
+    }
+}
+
+/// A token array borrowed read-only from NumPy for the duration of one call.
+enum Ids<'py> {
+    I32(PyReadonlyArray2<'py, i32>),
+    I64(PyReadonlyArray2<'py, i64>),
+}
+
+impl Ids<'_> {
+    fn view(&self) -> IdsView<'_> {
+        match self {
+            Ids::I32(a) => IdsView::I32(a.as_array()),
+            Ids::I64(a) => IdsView::I64(a.as_array()),
+        }
+    }
+}
+
+fn extract_ids<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Ids<'py>> {
+    let py = obj.py();
+    let array = obj.cast::<PyUntypedArray>().map_err(|_| {
+        let type_name = obj
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "object".to_owned());
+        PyTypeError::new_err(format!(
+            "{name} must be a numpy.ndarray of int32 or int64, got {type_name}"
+        ))
+    })?;
+    if array.ndim() != 2 {
+        return Err(PyValueError::new_err(format!(
+            "{name} must be 2-D (batch, sequence), got a {}-D array of shape {:?}",
+            array.ndim(),
+            array.shape()
+        )));
+    }
+    let dtype = array.dtype();
+    let borrowed =
+        |e: numpy::BorrowError| PyValueError::new_err(format!("{name} cannot be read: {e}"));
+    if dtype.is_equiv_to(&numpy::dtype::<i64>(py)) {
+        let typed = obj.cast::<PyArray2<i64>>()?;
+        Ok(Ids::I64(typed.try_readonly().map_err(borrowed)?))
+    } else if dtype.is_equiv_to(&numpy::dtype::<i32>(py)) {
+        let typed = obj.cast::<PyArray2<i32>>()?;
+        Ok(Ids::I32(typed.try_readonly().map_err(borrowed)?))
+    } else {
+        Err(PyTypeError::new_err(format!(
+            "{name} must have dtype int32 or int64, got {}",
+            dtype.str()?
+        )))
+    }
+}
+
+/// A loaded model. Immutable after construction, so one instance serves many threads at once.
+#[pyclass(frozen, module = "minilm_fast._minilm_fast", name = "NativeModel")]
+struct NativeModel {
+    inner: SentenceEncoder,
+}
+
+impl NativeModel {
+    /// Reads and validates the arrays while the GIL is held; after this, no NumPy memory is
+    /// touched, so the compute can run without the GIL.
+    fn batch(
+        &self,
+        input_ids: &Bound<'_, PyAny>,
+        attention_mask: &Bound<'_, PyAny>,
+        token_type_ids: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<TokenBatch> {
+        let ids = extract_ids("input_ids", input_ids)?;
+        let mask = extract_ids("attention_mask", attention_mask)?;
+        let types = token_type_ids
+            .map(|t| extract_ids("token_type_ids", t))
+            .transpose()?;
+        Ok(TokenBatch::new(
+            ids.view(),
+            mask.view(),
+            types.as_ref().map(Ids::view),
+            self.inner.config(),
+        )?)
+    }
+}
+
+#[pymethods]
+impl NativeModel {
+    /// Loads the model in `model_dir` (config.json, model.safetensors, optional modules.json).
+    /// `threads=None` uses every CPU the process may run on.
+    #[new]
+    #[pyo3(signature = (model_dir, threads=None))]
+    fn new(py: Python<'_>, model_dir: PathBuf, threads: Option<i64>) -> PyResult<Self> {
+        let threads = match threads {
+            Some(n) if n < 1 => {
+                return Err(PyValueError::new_err(format!(
+                    "threads must be at least 1 (or None for every available CPU), got {n}"
+                )))
+            }
+            Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            None => None,
+        };
+        let inner = py.detach(|| SentenceEncoder::load(&model_dir, threads))?;
+        Ok(Self { inner })
+    }
+
+    /// Sentence embeddings, float32 (batch, output_dim), C-contiguous, owned by the caller.
+    #[pyo3(signature = (input_ids, attention_mask, token_type_ids=None, *, normalize=None))]
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        input_ids: &Bound<'py, PyAny>,
+        attention_mask: &Bound<'py, PyAny>,
+        token_type_ids: Option<&Bound<'py, PyAny>>,
+        normalize: Option<bool>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let batch = self.batch(input_ids, attention_mask, token_type_ids)?;
+        let values = py.detach(|| self.inner.encode(&batch, normalize))?;
+        let array = Array2::from_shape_vec((batch.batch, self.inner.output_dim()), values)
+            .map_err(|e| MiniLMError::new_err(format!("shaping the output: {e}")))?;
+        Ok(array.into_pyarray(py))
+    }
+
+    /// The encoder's last hidden state, float32 (batch, sequence, hidden); padding rows included.
+    #[pyo3(signature = (input_ids, attention_mask, token_type_ids=None))]
+    fn token_embeddings<'py>(
+        &self,
+        py: Python<'py>,
+        input_ids: &Bound<'py, PyAny>,
+        attention_mask: &Bound<'py, PyAny>,
+        token_type_ids: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyArray3<f32>>> {
+        let batch = self.batch(input_ids, attention_mask, token_type_ids)?;
+        let values = py.detach(|| self.inner.token_embeddings(&batch))?;
+        let shape = (batch.batch, batch.seq_len, self.inner.config().hidden_size);
+        let array = Array3::from_shape_vec(shape, values)
+            .map_err(|e| MiniLMError::new_err(format!("shaping the output: {e}")))?;
+        Ok(array.into_pyarray(py))
+    }
+
+    #[getter]
+    fn hidden_size(&self) -> usize {
+        self.inner.config().hidden_size
+    }
+
+    #[getter]
+    fn output_dim(&self) -> usize {
+        self.inner.output_dim()
+    }
+
+    #[getter]
+    fn num_layers(&self) -> usize {
+        self.inner.config().num_layers
+    }
+
+    #[getter]
+    fn vocab_size(&self) -> usize {
+        self.inner.config().vocab_size
+    }
+
+    #[getter]
+    fn max_position_embeddings(&self) -> usize {
+        self.inner.config().max_position_embeddings
+    }
+
+    #[getter]
+    fn type_vocab_size(&self) -> usize {
+        self.inner.config().type_vocab_size
+    }
+
+    #[getter]
+    fn threads(&self) -> usize {
+        self.inner.threads()
+    }
+
+    #[getter]
+    fn pooling(&self) -> Vec<&'static str> {
+        self.inner
+            .sentence_config()
+            .pooling
+            .iter()
+            .map(|mode| mode.name())
+            .collect()
+    }
+
+    #[getter]
+    fn normalize(&self) -> bool {
+        self.inner.sentence_config().normalize
+    }
+
+    /// The SIMD instruction set the pooling kernels run with ("avx512f", "avx2+fma", "neon", "scalar").
+    #[getter]
+    fn isa(&self) -> &'static str {
+        self.inner.isa().name()
+    }
+
+    fn __repr__(&self) -> String {
+        let config = self.inner.config();
+        format!(
+            "NativeModel(hidden_size={}, layers={}, heads={}, output_dim={}, threads={}, isa={})",
+            config.hidden_size,
+            config.num_layers,
+            config.num_heads,
+            self.inner.output_dim(),
+            self.inner.threads(),
+            self.inner.isa().name()
+        )
+    }
+}
+
+/// CPUs this process may use (affinity and cgroup quota), the default thread count.
+#[pyfunction]
+fn default_threads() -> usize {
+    crate::engine::default_threads()
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<NativeModel>()?;
+    m.add_function(wrap_pyfunction!(default_threads, m)?)?;
+    m.add("MiniLMError", m.py().get_type::<MiniLMError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
