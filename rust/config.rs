@@ -220,8 +220,12 @@ struct ModuleEntry {
     kind: String,
 }
 
+/// The Pooling module's `config.json`: sentence-transformers ≥ 6 writes `pooling_mode` (a name or
+/// a list of names); older versions, including the Hub's all-MiniLM-L6-v2, one flag per mode.
 #[derive(Deserialize)]
 struct RawPoolingConfig {
+    #[serde(default)]
+    pooling_mode: Option<OneOrMany>,
     #[serde(default)]
     pooling_mode_cls_token: bool,
     #[serde(default)]
@@ -283,12 +287,56 @@ impl SentenceConfig {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl PoolingMode {
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "cls" => Some(Self::Cls),
+            "max" => Some(Self::Max),
+            "mean" => Some(Self::Mean),
+            "mean_sqrt_len_tokens" => Some(Self::MeanSqrtLen),
+            _ => None,
+        }
+    }
+}
+
 fn read_pooling(path: &Path) -> Result<Vec<PoolingMode>> {
     let raw: RawPoolingConfig =
         serde_json::from_str(&read_text(path)?).map_err(|e| Error::BadConfig {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
+    if let Some(named) = raw.pooling_mode {
+        let names = match named {
+            OneOrMany::One(name) => vec![name],
+            OneOrMany::Many(names) => names,
+        };
+        let modes = names
+            .iter()
+            .map(|name| {
+                PoolingMode::from_name(name).ok_or_else(|| {
+                    Error::Unsupported(format!(
+                        "{}: pooling mode {name:?} is not supported (cls, max, mean, \
+                         mean_sqrt_len_tokens are)",
+                        path.display()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if modes.is_empty() {
+            return Err(Error::BadConfig {
+                path: path.to_owned(),
+                message: "pooling_mode lists no mode".to_owned(),
+            });
+        }
+        return Ok(modes);
+    }
     if raw.pooling_mode_weightedmean_tokens || raw.pooling_mode_lasttoken {
         return Err(Error::Unsupported(format!(
             "{}: weighted-mean and last-token pooling are not supported",
@@ -414,6 +462,28 @@ mod tests {
         .unwrap();
         let err = SentenceConfig::from_dir(&dir).unwrap_err();
         assert!(err.to_string().contains("Dense"), "{err}");
+
+        // The sentence-transformers >= 6 format names the modes, in order.
+        std::fs::write(
+            dir.join("modules.json"),
+            r#"[{"path":"","type":"sentence_transformers.models.Transformer"},
+                {"path":"1_Pooling","type":"sentence_transformers.models.Pooling"}]"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("1_Pooling/config.json"),
+            r#"{"embedding_dimension":8,"pooling_mode":["mean","cls"],"include_prompt":true}"#,
+        )
+        .unwrap();
+        let config = SentenceConfig::from_dir(&dir).unwrap();
+        assert_eq!(config.pooling, vec![PoolingMode::Mean, PoolingMode::Cls]);
+        std::fs::write(
+            dir.join("1_Pooling/config.json"),
+            r#"{"pooling_mode":"lasttoken"}"#,
+        )
+        .unwrap();
+        let err = SentenceConfig::from_dir(&dir).unwrap_err();
+        assert!(err.to_string().contains("lasttoken"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

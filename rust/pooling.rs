@@ -50,7 +50,12 @@ pub fn pool_into(
         };
         for (segment, mode) in row_out.chunks_exact_mut(dim).zip(modes) {
             match mode {
-                PoolingMode::Cls => segment.copy_from_slice(&tokens[..dim]),
+                // The first real token, as sentence-transformers >= 6 takes it; with right
+                // padding that is position 0, the [CLS] token.
+                PoolingMode::Cls => {
+                    let first = row_mask.iter().position(|&m| m == 1).unwrap_or(0);
+                    segment.copy_from_slice(&tokens[first * dim..(first + 1) * dim]);
+                }
                 PoolingMode::Max => {
                     segment.fill(MAX_POOL_FILL);
                     for token in real_tokens() {
@@ -104,7 +109,7 @@ mod tests {
                 let count = (real.len() as f64).max(1e-9);
                 (0..dim)
                     .map(|d| match mode {
-                        PoolingMode::Cls => token(0, d),
+                        PoolingMode::Cls => token(real.first().copied().unwrap_or(0), d),
                         PoolingMode::Max => real.iter().map(|&t| token(t, d)).fold(-1e9, f64::max),
                         PoolingMode::Mean => real.iter().map(|&t| token(t, d)).sum::<f64>() / count,
                         PoolingMode::MeanSqrtLen => {

@@ -23,6 +23,7 @@ from pathlib import Path
 import huggingface_hub
 import huggingface_hub.constants
 import pytest
+
 from minilm_fast._hub import (
     DEFAULT_MODEL,
     ChecksumError,

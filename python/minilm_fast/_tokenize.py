@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -40,8 +40,10 @@ class SentenceTokenizer:
         st_config = _read_json(model_dir / "sentence_bert_config.json")
         self.do_lower_case = bool(st_config.get("do_lower_case", False))
         if max_seq_length is None:
-            max_seq_length = st_config.get("max_seq_length") or _model_max_length(model_dir)
-        self.max_seq_length = min(int(max_seq_length or max_positions), max_positions)
+            # The model's own limit, capped by its position table as transformers caps it.
+            configured = st_config.get("max_seq_length") or _model_max_length(model_dir)
+            max_seq_length = min(int(configured or max_positions), max_positions)
+        self.max_seq_length = max_seq_length  # an explicit value is checked by the setter
 
     @property
     def max_seq_length(self) -> int:

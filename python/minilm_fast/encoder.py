@@ -3,10 +3,12 @@ encoded by the native engine in length-sorted batches."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pathlib
-from typing import Sequence, Union, overload
+from collections.abc import Iterator, Sequence
+from typing import Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -172,22 +174,18 @@ def _as_text_list(sentences: object) -> list[str]:
 
 
 class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
+    def update(self, n: int) -> object:
+        return None
 
 
-def _progress(total: int, show: bool | None) -> _NoBar:
+@contextlib.contextmanager
+def _progress(total: int, show: bool | None) -> Iterator[_NoBar]:
     if show is None:
         show = logger.getEffectiveLevel() <= logging.INFO
     if not show:
-        return _NoBar()
+        yield _NoBar()
+        return
     from tqdm.auto import tqdm  # imported lazily: most calls never show a bar
 
-    bar: _NoBar = tqdm(total=total, desc="Encoding", unit="text")
-    return bar
+    with tqdm(total=total, desc="Encoding", unit="text") as bar:
+        yield bar
