@@ -43,6 +43,7 @@ lint: $(VENV)/.installed ## rustfmt, clippy, ruff, stub check
 	cargo clippy --all-targets --features python -- -D warnings
 	$(VENV)/bin/ruff check python tests benches scripts examples
 	$(VENV)/bin/ruff format --check python tests benches scripts examples
+	$(PY) -m mypy --strict python/minilm_fast
 	$(PY) -m mypy.stubtest minilm_fast._minilm_fast
 
 fmt: $(VENV)/.installed ## format Rust and Python

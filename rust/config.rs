@@ -140,7 +140,7 @@ impl BertConfig {
             MAX_POSITIONS,
         )?;
         check_range("type_vocab_size", raw.type_vocab_size, MAX_VOCAB_SIZE)?;
-        if raw.hidden_size % raw.num_attention_heads != 0 {
+        if !raw.hidden_size.is_multiple_of(raw.num_attention_heads) {
             return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 raw.hidden_size, raw.num_attention_heads

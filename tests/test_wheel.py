@@ -30,7 +30,7 @@ def wheel() -> pathlib.Path:
     path = os.environ.get("MINILM_FAST_WHEEL", "")
     if not path:
         pytest.skip("MINILM_FAST_WHEEL is not set; `make test` builds the wheel and sets it")
-    wheel = pathlib.Path(path)
+    wheel = pathlib.Path(path).resolve()
     assert wheel.is_file(), f"MINILM_FAST_WHEEL={path} does not exist"
     return wheel
 

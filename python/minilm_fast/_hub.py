@@ -304,7 +304,7 @@ def _from_hub(
             local_files_only=local_files_only or bool(offline_reason),
             library_name="minilm_fast",
         )
-    except Exception as exc:  # noqa: BLE001 - huggingface_hub raises many types, all recorded
+    except Exception as exc:
         logger.debug("Hugging Face Hub lookup of %s failed: %s", repo_id, exc)
         attempts.append(Attempt(place, _one_line(exc)))
         return None

@@ -1,21 +1,26 @@
 """Type stub for the native module built from rust/py.rs."""
 
 from os import PathLike
+from typing import final
 
 import numpy as np
 import numpy.typing as npt
 
+__all__ = ["MiniLMError", "NativeModel", "__version__", "default_threads"]
+from typing_extensions import TypeAlias
+
 __version__: str
 
-_IntArray = npt.NDArray[np.int32] | npt.NDArray[np.int64]
+_IntArray: TypeAlias = npt.NDArray[np.int32] | npt.NDArray[np.int64]
 
 class MiniLMError(Exception):
     """Raised when a model cannot be loaded or run (bad weights, unsupported configuration)."""
 
+@final
 class NativeModel:
     """A loaded BERT sentence encoder; immutable, safe to share between threads."""
 
-    def __init__(self, model_dir: str | PathLike[str], threads: int | None = None) -> None: ...
+    def __new__(cls, model_dir: str | PathLike[str], threads: int | None = None) -> NativeModel: ...
     def encode(
         self,
         input_ids: _IntArray,

@@ -41,8 +41,10 @@ class SentenceTokenizer:
         self.do_lower_case = bool(st_config.get("do_lower_case", False))
         if max_seq_length is None:
             # The model's own limit, capped by its position table as transformers caps it.
-            configured = st_config.get("max_seq_length") or _model_max_length(model_dir)
-            max_seq_length = min(int(configured or max_positions), max_positions)
+            configured = st_config.get("max_seq_length")
+            if not isinstance(configured, int) or configured < 1:
+                configured = _model_max_length(model_dir) or max_positions
+            max_seq_length = min(configured, max_positions)
         self.max_seq_length = max_seq_length  # an explicit value is checked by the setter
 
     @property

@@ -185,7 +185,7 @@ def _progress(total: int, show: bool | None) -> Iterator[_NoBar]:
     if not show:
         yield _NoBar()
         return
-    from tqdm.auto import tqdm  # imported lazily: most calls never show a bar
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]  # lazily: most calls never show one
 
     with tqdm(total=total, desc="Encoding", unit="text") as bar:
         yield bar
