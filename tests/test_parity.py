@@ -1,0 +1,73 @@
+"""Parity with sentence-transformers itself, on committed reference embeddings of varied texts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from minilm_fast import Encoder
+
+COSINE_FLOOR = 0.99999
+MAX_ABS_DIFF = 1e-5
+
+
+def _cosines(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    return (a64 * b64).sum(1) / (np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1))
+
+
+def test_reference_covers_what_the_issue_asks_for(
+    parity_texts: list[str], parity_meta: dict[str, object]
+) -> None:
+    """The fixture itself: enough texts, of every kind, and those tokenized past the limit."""
+    assert len(parity_texts) >= 300
+    digest = hashlib.sha256(json.dumps(parity_texts, ensure_ascii=False).encode()).hexdigest()
+    assert parity_meta["max_seq_length"] == 256
+    n_untruncated = parity_meta["n_tokens_untruncated"]
+    assert isinstance(n_untruncated, list)
+    assert sum(n > 256 for n in n_untruncated) >= 10, "needs texts beyond 256 word pieces"
+    assert "" in parity_texts
+    assert any(t and not t.strip() for t in parity_texts), "needs whitespace-only texts"
+    assert any(any("\u4e00" <= c <= "\u9fff" for c in t) for t in parity_texts), "needs CJK"
+    assert any(any(ord(c) >= 0x1F300 for c in t) for t in parity_texts), "needs emoji"
+    assert digest  # the texts hash is recorded by the generator; recomputed here for clarity
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 32, 64, 1000])
+def test_matches_sentence_transformers(
+    encoder: Encoder,
+    parity_texts: list[str],
+    parity_reference: npt.NDArray[np.float32],
+    batch_size: int,
+) -> None:
+    got = encoder.encode(parity_texts, batch_size=batch_size)
+    assert got.shape == parity_reference.shape
+    cos = _cosines(got, parity_reference)
+    worst = int(np.argmin(cos))
+    assert cos.min() >= COSINE_FLOOR, f"text {worst} {parity_texts[worst][:60]!r}: cos {cos[worst]}"
+    diff = np.abs(got - parity_reference).max(axis=1)
+    worst = int(np.argmax(diff))
+    assert diff.max() <= MAX_ABS_DIFF, f"text {worst}: max abs diff {diff[worst]}"
+
+
+def test_truncates_at_max_seq_length_not_the_tokenizer_files_128(
+    encoder: Encoder, parity_texts: list[str], parity_meta: dict[str, object]
+) -> None:
+    """The tokenizer.json trap: its pinned 128 must not apply; 256 word pieces do."""
+    counts = parity_meta["n_tokens"]
+    assert isinstance(counts, list)
+    ours = [len(e.ids) for e in encoder._tokenizer.encode(parity_texts)]
+    assert ours == counts
+    assert max(ours) == 256
+
+
+def test_single_threaded_engine_matches_too(
+    model_dir: object, parity_texts: list[str], parity_reference: npt.NDArray[np.float32]
+) -> None:
+    one = Encoder(str(model_dir), threads=1)
+    got = one.encode(parity_texts[:64], batch_size=16)
+    assert _cosines(got, parity_reference[:64]).min() >= COSINE_FLOOR
