@@ -219,6 +219,7 @@ CODE_AND_URLS = [
 # Combining marks are written as escapes where the decomposed form is the point of the text.
 ACCENTED = [
     "Café au lait, crème brûlée et naïveté.",
+    "The naïve tourist ordered a café crème in Zürich.",
     "cafe\u0301 (decomposed) versus café (precomposed)",
     "Zürich, München, Köln und Düsseldorf",
     "Straße, STRASSE, and the capital ẞ",

@@ -113,6 +113,24 @@ def test_threads_one_uses_one_core(model_dir: pathlib.Path) -> None:
     assert ratio < 1.2, f"threads=1 kept {ratio:.2f} cores busy"
 
 
+def test_threads_one_stays_on_one_core_through_tokenization(model_dir: pathlib.Path) -> None:
+    single = Encoder(model_dir, threads=1)
+    texts = [f"{sentence} ({i})" for i in range(40) for sentence in SENTENCES]
+    single.encode(texts[:64])
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    single.encode(texts)
+    ratio = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+    assert ratio < 1.2, f"threads=1 encode kept {ratio:.2f} cores busy"
+
+
+def test_sequential_and_parallel_tokenization_agree(
+    encoder: Encoder, parity_texts: list[str]
+) -> None:
+    parallel = encoder._tokenizer.encode(parity_texts, parallel=True)
+    sequential = encoder._tokenizer.encode(parity_texts, parallel=False)
+    assert [e.ids for e in parallel] == [e.ids for e in sequential]
+
+
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
 def test_threads_two_uses_both_cores(model_dir: pathlib.Path) -> None:
     ratio = _cpu_per_wall(Encoder(model_dir, threads=2))

@@ -64,12 +64,18 @@ class SentenceTokenizer:
         self._max_seq_length = value
         self._tokenizer.enable_truncation(max_length=value, strategy="longest_first")
 
-    def encode(self, texts: Sequence[str]) -> list[Encoding]:
-        """Unpadded encodings of `texts` (stripped and, if configured, lowercased first)."""
+    def encode(self, texts: Sequence[str], *, parallel: bool = True) -> list[Encoding]:
+        """Unpadded encodings of `texts` (stripped and, if configured, lowercased first).
+
+        `parallel=False` tokenizes on the calling thread: `encode_batch` would use the
+        tokenizers package's own pool of every CPU, which a `threads=1` Encoder must not.
+        """
         prepared = [text.strip() for text in texts]
         if self.do_lower_case:
             prepared = [text.lower() for text in prepared]
-        return self._tokenizer.encode_batch(prepared, add_special_tokens=True)
+        if parallel:
+            return self._tokenizer.encode_batch(prepared, add_special_tokens=True)
+        return [self._tokenizer.encode(text, add_special_tokens=True) for text in prepared]
 
     @staticmethod
     def pad(

@@ -141,7 +141,7 @@ class Encoder:
         output = np.empty((len(texts), dim), dtype=np.float32)
         if texts:
             normalize = True if normalize_embeddings else None
-            encodings = self._tokenizer.encode(texts)
+            encodings = self._tokenizer.encode(texts, parallel=self.threads > 1)
             # Longest first, like sentence-transformers; a stable sort keeps ties in input order.
             order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
             with _progress(len(texts), show_progress_bar) as bar:
