@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod kernels;
 pub mod model;
+mod ops;
 pub mod pooling;
 
 #[cfg(feature = "python")]

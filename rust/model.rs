@@ -11,6 +11,7 @@ use candle_core::{Device, Tensor};
 use crate::batch::TokenBatch;
 use crate::config::{Activation, BertConfig};
 use crate::error::{Error, Result};
+use crate::ops::{BiasActivation, BiasResidual, EmbeddingSum, MaskedSoftmax};
 
 /// Reads tensors by name from a memory-mapped safetensors file, checking dtype and shape
 /// against the configuration before any data is copied.
@@ -107,9 +108,17 @@ impl Linear {
         Ok(Self { weight_t, bias })
     }
 
-    /// `x`: [tokens, in] -> [tokens, out].
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.weight_t)?.broadcast_add(&self.bias)?)
+    /// `act(x W + b)` for `x` [tokens, in] -> [tokens, out]; no activation when `None`.
+    fn forward(&self, x: &Tensor, activation: Option<Activation>) -> Result<Tensor> {
+        let op = BiasActivation { activation };
+        Ok(x.matmul(&self.weight_t)?
+            .apply_op2_no_bwd(&self.bias, &op)?)
+    }
+
+    /// `x W + b + residual`, the projection that closes a residual block.
+    fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        Ok(x.matmul(&self.weight_t)?
+            .apply_op3_no_bwd(&self.bias, residual, &BiasResidual)?)
     }
 }
 
@@ -167,15 +176,14 @@ impl Embeddings {
         let tokens = batch.batch * batch.seq_len;
         let ids = Tensor::from_slice(&batch.ids, tokens, &Device::Cpu)?;
         let types = Tensor::from_slice(&batch.type_ids, tokens, &Device::Cpu)?;
-        let hidden = self.word.dim(1)?;
-        let positions = self
-            .position
-            .narrow(0, 0, batch.seq_len)?
-            .unsqueeze(0)?
-            .broadcast_as((batch.batch, batch.seq_len, hidden))?
-            .reshape((tokens, hidden))?;
-        let sum = ((self.word.index_select(&ids, 0)? + positions)?
-            + self.token_type.index_select(&types, 0)?)?;
+        let positions = self.position.narrow(0, 0, batch.seq_len)?;
+        let sum = self.word.index_select(&ids, 0)?.apply_op3_no_bwd(
+            &positions,
+            &self.token_type.index_select(&types, 0)?,
+            &EmbeddingSum {
+                seq_len: batch.seq_len,
+            },
+        )?;
         self.norm.forward(&sum)
     }
 }
@@ -207,27 +215,28 @@ impl SelfAttention {
         })
     }
 
-    /// `x`: [batch * seq, hidden]; `mask_bias`: [batch, 1, 1, seq], 0 for tokens and a large
+    /// `x`: [batch * seq, hidden]; `mask_bias`: [batch, seq], 0 for tokens and a large
     /// negative number for padding, so padded keys get exactly zero attention weight.
     fn forward(&self, x: &Tensor, batch: usize, seq: usize, mask_bias: &Tensor) -> Result<Tensor> {
         let hidden = self.heads * self.head_dim;
         // [b*s, 3h] -> [3, b, heads, s, head_dim]
         let qkv = self
             .qkv
-            .forward(x)?
+            .forward(x, None)?
             .reshape((batch, seq, 3, self.heads, self.head_dim))?
             .permute((2, 0, 3, 1, 4))?
             .contiguous()?;
         let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask_bias)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let softmax = MaskedSoftmax {
+            scale: 1.0 / (self.head_dim as f32).sqrt(),
+        };
+        let probs = q.matmul(&k.t()?)?.apply_op2_no_bwd(mask_bias, &softmax)?;
         let context = probs
             .matmul(&v)?
             .transpose(1, 2)?
             .reshape((batch * seq, hidden))?;
-        let projected = self.output.forward(&context)?;
-        self.norm.forward(&(projected + x)?)
+        self.norm
+            .forward(&self.output.forward_residual(&context, x)?)
     }
 }
 
@@ -255,14 +264,9 @@ impl FeedForward {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let up = self.intermediate.forward(x)?;
-        let activated = match self.activation {
-            Activation::GeluErf => up.gelu_erf()?,
-            Activation::GeluTanh => up.gelu()?,
-            Activation::Relu => up.relu()?,
-        };
-        let down = self.output.forward(&activated)?;
-        self.norm.forward(&(down + x)?)
+        let activated = self.intermediate.forward(x, Some(self.activation))?;
+        self.norm
+            .forward(&self.output.forward_residual(&activated, x)?)
     }
 }
 
@@ -320,11 +324,11 @@ impl BertModel {
     }
 }
 
-/// [batch, 1, 1, seq]: 0 where the mask is 1, f32::MIN where it is 0, as transformers does.
+/// [batch, seq]: 0 where the mask is 1, f32::MIN where it is 0, as transformers does.
 fn mask_bias(mask: &[u8], batch: usize, seq: usize) -> Result<Tensor> {
     let bias: Vec<f32> = mask
         .iter()
         .map(|&m| if m == 1 { 0.0 } else { f32::MIN })
         .collect();
-    Ok(Tensor::from_vec(bias, (batch, 1, 1, seq), &Device::Cpu)?)
+    Ok(Tensor::from_vec(bias, (batch, seq), &Device::Cpu)?)
 }

@@ -98,19 +98,25 @@ def test_one_and_two_threads_agree(model_dir: pathlib.Path, encoder: Encoder) ->
     )
 
 
-def _cpu_per_wall(model: Encoder) -> float:
-    """Process CPU seconds per wall second while the engine encodes a large batch."""
-    ids = np.full((16, 256), 2023, dtype=np.int64)
+def _cpu_per_wall(model: Encoder, batch: int, seq: int, repeats: int) -> float:
+    """Process CPU seconds per wall second while the engine encodes batches of this shape."""
+    ids = np.full((batch, seq), 2023, dtype=np.int64)
     mask = np.ones_like(ids)
-    model.native.encode(ids[:2], mask[:2])  # warm up: thread start, page faults
+    model.native.encode(ids, mask)  # warm up: thread start, page faults
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    model.native.encode(ids, mask)
+    for _ in range(repeats):
+        model.native.encode(ids, mask)
     return (time.process_time() - cpu0) / (time.perf_counter() - wall0)
 
 
-def test_threads_one_uses_one_core(model_dir: pathlib.Path) -> None:
-    ratio = _cpu_per_wall(Encoder(model_dir, threads=1))
-    assert ratio < 1.2, f"threads=1 kept {ratio:.2f} cores busy"
+# Short and long batches take different paths through the element-wise ops (libraries switch
+# to their own thread pools above a size), so both shapes are checked.
+@pytest.mark.parametrize(("batch", "seq", "repeats"), [(32, 16, 8), (16, 256, 1)])
+def test_threads_one_uses_one_core(
+    model_dir: pathlib.Path, batch: int, seq: int, repeats: int
+) -> None:
+    ratio = _cpu_per_wall(Encoder(model_dir, threads=1), batch, seq, repeats)
+    assert ratio < 1.1, f"threads=1 kept {ratio:.2f} cores busy"
 
 
 def test_threads_one_stays_on_one_core_through_tokenization(model_dir: pathlib.Path) -> None:
@@ -120,7 +126,7 @@ def test_threads_one_stays_on_one_core_through_tokenization(model_dir: pathlib.P
     cpu0, wall0 = time.process_time(), time.perf_counter()
     single.encode(texts)
     ratio = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
-    assert ratio < 1.2, f"threads=1 encode kept {ratio:.2f} cores busy"
+    assert ratio < 1.1, f"threads=1 encode kept {ratio:.2f} cores busy"
 
 
 def test_sequential_and_parallel_tokenization_agree(
@@ -133,7 +139,7 @@ def test_sequential_and_parallel_tokenization_agree(
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
 def test_threads_two_uses_both_cores(model_dir: pathlib.Path) -> None:
-    ratio = _cpu_per_wall(Encoder(model_dir, threads=2))
+    ratio = _cpu_per_wall(Encoder(model_dir, threads=2), 16, 256, 1)
     assert ratio > 1.3, f"threads=2 kept only {ratio:.2f} cores busy"
 
 
