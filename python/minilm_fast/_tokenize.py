@@ -1,10 +1,13 @@
 """Tokenization exactly as sentence-transformers does it, with the `tokenizers` package.
 
-sentence-transformers' Transformer module strips each text, lowercases it when
-`sentence_bert_config.json` says `do_lower_case`, and calls the Hugging Face tokenizer with
-`truncation="longest_first"`, `max_length=max_seq_length` (special tokens included) and
-padding to the longest text of the batch. The `tokenizer.json` shipped with all-MiniLM-L6-v2
-pins Fixed(128) padding and truncation at 128; both are replaced here, never inherited.
+sentence-transformers' Transformer module lowercases each text when `sentence_bert_config.json`
+says `do_lower_case` and calls the Hugging Face tokenizer with `truncation="longest_first"` at
+`max_seq_length` word pieces (special tokens included) and padding to the longest text of the
+batch. Versions up to 5 also stripped each text, 6 does not; for BERT's whitespace-splitting
+pre-tokenizer the ids are the same either way (tests/test_parity.py checks the counts).
+
+The `tokenizer.json` shipped with all-MiniLM-L6-v2 pins Fixed(128) padding and truncation at 128;
+both are replaced here, never inherited.
 """
 
 from __future__ import annotations

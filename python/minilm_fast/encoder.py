@@ -115,8 +115,8 @@ class Encoder:
     ) -> npt.NDArray[np.float32]:
         """Embed one text (-> shape (dim,)) or a list of texts (-> shape (n, dim)), in order.
 
-        Texts are tokenized as sentence-transformers does (stripped, truncated at
-        ``max_seq_length`` word pieces) and encoded in batches of ``batch_size`` texts of
+        Texts are tokenized as sentence-transformers does (truncated at ``max_seq_length``
+        word pieces) and encoded in batches of ``batch_size`` texts of
         similar length, so little padding is computed.
 
         ``normalize_embeddings=True`` L2-normalises every vector. With ``False`` the model's own
