@@ -191,7 +191,7 @@ mod tests {
         let modes = [PoolingMode::Cls, PoolingMode::Mean];
         let mut both = vec![0.0; batch * dim * 2];
         pool_into(
-            Isa::Scalar,
+            Isa::scalar(),
             &hidden,
             &mask,
             seq,
@@ -202,7 +202,7 @@ mod tests {
         );
         let mut cls = vec![0.0; batch * dim];
         pool_into(
-            Isa::Scalar,
+            Isa::scalar(),
             &hidden,
             &mask,
             seq,
@@ -213,7 +213,7 @@ mod tests {
         );
         let mut mean = vec![0.0; batch * dim];
         pool_into(
-            Isa::Scalar,
+            Isa::scalar(),
             &hidden,
             &mask,
             seq,

@@ -8,7 +8,7 @@ import logging
 import os
 import pathlib
 from collections.abc import Iterator, Sequence
-from typing import Union, overload
+from typing import Union
 
 import numpy as np
 import numpy.typing as npt
@@ -87,24 +87,6 @@ class Encoder:
     def get_sentence_embedding_dimension(self) -> int:
         """Length of one sentence embedding (384 for all-MiniLM-L6-v2)."""
         return self._native.output_dim
-
-    @overload
-    def encode(
-        self,
-        sentences: str,
-        batch_size: int = ...,
-        show_progress_bar: bool | None = ...,
-        normalize_embeddings: bool = ...,
-    ) -> npt.NDArray[np.float32]: ...
-
-    @overload
-    def encode(
-        self,
-        sentences: Sequence[str],
-        batch_size: int = ...,
-        show_progress_bar: bool | None = ...,
-        normalize_embeddings: bool = ...,
-    ) -> npt.NDArray[np.float32]: ...
 
     def encode(
         self,

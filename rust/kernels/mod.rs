@@ -2,8 +2,9 @@
 //! with the instruction set picked once at run time so one portable wheel uses AVX-512 on
 //! machines that have it and still runs on any x86-64 or aarch64 CPU.
 //!
-//! Every public function here is safe: it dispatches to the kernel for [`Isa::detected`], and
-//! the `unsafe` calls into `#[target_feature]` code are justified by that detection.
+//! Every public function here is safe. An [`Isa`] can only be obtained from [`Isa::detected`],
+//! [`Isa::available`] or [`Isa::scalar`], so holding one proves the CPU supports it; that is what
+//! justifies the `unsafe` calls into `#[target_feature]` code.
 
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -13,9 +14,13 @@ mod x86;
 
 use std::sync::OnceLock;
 
-/// The instruction set a kernel call runs with.
+/// The instruction set a kernel call runs with. Opaque: a caller cannot name an instruction set
+/// the CPU lacks, so the safe kernel functions below cannot reach an illegal instruction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isa {
+pub struct Isa(Kind);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
@@ -26,6 +31,11 @@ pub enum Isa {
 }
 
 impl Isa {
+    /// The plain-Rust kernels, valid on every CPU.
+    pub fn scalar() -> Isa {
+        Isa(Kind::Scalar)
+    }
+
     /// The best instruction set this CPU supports, detected once per process.
     pub fn detected() -> Isa {
         static DETECTED: OnceLock<Isa> = OnceLock::new();
@@ -35,36 +45,36 @@ impl Isa {
     /// Every instruction set usable on this CPU, best last; tests compare each against scalar.
     pub fn available() -> Vec<Isa> {
         #[allow(unused_mut)]
-        let mut isas = vec![Isa::Scalar];
+        let mut kinds = vec![Kind::Scalar];
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
             {
-                isas.push(Isa::Avx2Fma);
+                kinds.push(Kind::Avx2Fma);
             }
             if std::arch::is_x86_feature_detected!("avx512f") {
-                isas.push(Isa::Avx512);
+                kinds.push(Kind::Avx512);
             }
         }
         #[cfg(target_arch = "aarch64")]
         {
             if std::arch::is_aarch64_feature_detected!("neon") {
-                isas.push(Isa::Neon);
+                kinds.push(Kind::Neon);
             }
         }
-        isas
+        kinds.into_iter().map(Isa).collect()
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Isa::Scalar => "scalar",
+        match self.0 {
+            Kind::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => "avx2+fma",
+            Kind::Avx2Fma => "avx2+fma",
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => "avx512f",
+            Kind::Avx512 => "avx512f",
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => "neon",
+            Kind::Neon => "neon",
         }
     }
 }
@@ -81,23 +91,25 @@ fn detect() -> Isa {
             return *isa;
         }
     }
-    available.last().copied().unwrap_or(Isa::Scalar)
+    available.last().copied().unwrap_or_else(Isa::scalar)
 }
 
 /// `acc[i] += x[i]` over the common length.
 pub fn add_assign(isa: Isa, acc: &mut [f32], x: &[f32]) {
     let n = acc.len().min(x.len());
     let (acc, x) = (&mut acc[..n], &x[..n]);
-    match isa {
-        Isa::Scalar => scalar::add_assign(acc, x),
-        // SAFETY: `isa` is only ever a value from `Isa::available()`, which checked the CPU
-        // supports the features these kernels are compiled for.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => unsafe { x86::add_assign_avx2(acc, x) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::add_assign_avx512(acc, x) },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => unsafe { neon::add_assign(acc, x) },
+    // SAFETY: an `Isa` only exists for instruction sets the CPU supports (see `Isa`), and the
+    // slices have the same length, as the kernels require.
+    unsafe {
+        match isa.0 {
+            Kind::Scalar => scalar::add_assign(acc, x),
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2Fma => x86::add_assign_avx2(acc, x),
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx512 => x86::add_assign_avx512(acc, x),
+            #[cfg(target_arch = "aarch64")]
+            Kind::Neon => neon::add_assign(acc, x),
+        }
     }
 }
 
@@ -105,43 +117,49 @@ pub fn add_assign(isa: Isa, acc: &mut [f32], x: &[f32]) {
 pub fn max_assign(isa: Isa, acc: &mut [f32], x: &[f32]) {
     let n = acc.len().min(x.len());
     let (acc, x) = (&mut acc[..n], &x[..n]);
-    match isa {
-        Isa::Scalar => scalar::max_assign(acc, x),
-        // SAFETY: as in `add_assign`, the features were detected before `isa` was handed out.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => unsafe { x86::max_assign_avx2(acc, x) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::max_assign_avx512(acc, x) },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => unsafe { neon::max_assign(acc, x) },
+    // SAFETY: as in `add_assign`: a supported instruction set, slices of equal length.
+    unsafe {
+        match isa.0 {
+            Kind::Scalar => scalar::max_assign(acc, x),
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2Fma => x86::max_assign_avx2(acc, x),
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx512 => x86::max_assign_avx512(acc, x),
+            #[cfg(target_arch = "aarch64")]
+            Kind::Neon => neon::max_assign(acc, x),
+        }
     }
 }
 
 /// `x[i] *= factor`.
 pub fn scale(isa: Isa, x: &mut [f32], factor: f32) {
-    match isa {
-        Isa::Scalar => scalar::scale(x, factor),
-        // SAFETY: as in `add_assign`, the features were detected before `isa` was handed out.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => unsafe { x86::scale_avx2(x, factor) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::scale_avx512(x, factor) },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => unsafe { neon::scale(x, factor) },
+    // SAFETY: an `Isa` only exists for instruction sets the CPU supports (see `Isa`).
+    unsafe {
+        match isa.0 {
+            Kind::Scalar => scalar::scale(x, factor),
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2Fma => x86::scale_avx2(x, factor),
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx512 => x86::scale_avx512(x, factor),
+            #[cfg(target_arch = "aarch64")]
+            Kind::Neon => neon::scale(x, factor),
+        }
     }
 }
 
 /// `sum(x[i]^2)`, accumulated in f32 lanes.
 pub fn sum_squares(isa: Isa, x: &[f32]) -> f32 {
-    match isa {
-        Isa::Scalar => scalar::sum_squares(x),
-        // SAFETY: as in `add_assign`, the features were detected before `isa` was handed out.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => unsafe { x86::sum_squares_avx2(x) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::sum_squares_avx512(x) },
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => unsafe { neon::sum_squares(x) },
+    // SAFETY: an `Isa` only exists for instruction sets the CPU supports (see `Isa`).
+    unsafe {
+        match isa.0 {
+            Kind::Scalar => scalar::sum_squares(x),
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2Fma => x86::sum_squares_avx2(x),
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx512 => x86::sum_squares_avx512(x),
+            #[cfg(target_arch = "aarch64")]
+            Kind::Neon => neon::sum_squares(x),
+        }
     }
 }
 
