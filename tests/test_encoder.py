@@ -80,7 +80,7 @@ def test_padding_does_not_change_a_sentences_embedding(encoder: Encoder) -> None
 
 def test_native_padding_invariance_with_explicit_arrays(encoder: Encoder) -> None:
     encoding = encoder._tokenizer.encode(["A woman is playing violin."])[0]
-    ids = np.array([encoding.ids], dtype=np.int64)
+    ids = np.array([encoding], dtype=np.int64)
     mask = np.ones_like(ids)
     pad = 50
     ids_padded = np.concatenate([ids, np.zeros((1, pad), np.int64)], axis=1)
@@ -134,7 +134,7 @@ def test_sequential_and_parallel_tokenization_agree(
 ) -> None:
     parallel = encoder._tokenizer.encode(parity_texts, parallel=True)
     sequential = encoder._tokenizer.encode(parity_texts, parallel=False)
-    assert [e.ids for e in parallel] == [e.ids for e in sequential]
+    assert parallel == sequential
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
@@ -165,14 +165,15 @@ def test_max_seq_length_truncates_and_is_settable(model_dir: pathlib.Path) -> No
     short = Encoder(model_dir, max_seq_length=16)
     assert short.max_seq_length == 16
     encoding = short._tokenizer.encode([LONG_TEXT])[0]
-    assert len(encoding.ids) == 16
-    assert encoding.ids[-1] == 102  # [SEP] survives truncation, as in transformers
-    ids = np.array([encoding.ids], dtype=np.int64)
+    assert len(encoding) == 16
+    assert encoding[0] == 101  # [CLS]
+    assert encoding[-1] == 102  # [SEP] survives truncation, as in transformers
+    ids = np.array([encoding], dtype=np.int64)
     np.testing.assert_allclose(
         short.encode(LONG_TEXT), short.native.encode(ids, np.ones_like(ids))[0], atol=1e-6
     )
     short.max_seq_length = 256
-    assert len(short._tokenizer.encode([LONG_TEXT])[0].ids) == 256
+    assert len(short._tokenizer.encode([LONG_TEXT])[0]) == 256
     with pytest.raises(ValueError, match="max_seq_length"):
         short.max_seq_length = 513
     with pytest.raises(TypeError, match="max_seq_length"):

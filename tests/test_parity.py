@@ -42,10 +42,14 @@ def test_matches_sentence_transformers(
     encoder: Encoder,
     parity_texts: list[str],
     parity_reference: npt.NDArray[np.float32],
+    parity_meta: dict[str, object],
     batch_size: int,
 ) -> None:
-    got = encoder.encode(parity_texts, batch_size=batch_size)
+    got, cut = encoder.encode(parity_texts, batch_size=batch_size, return_truncation=True)
     assert got.shape == parity_reference.shape
+    untruncated = parity_meta["n_tokens_untruncated"]
+    assert isinstance(untruncated, list)
+    assert cut.tolist() == [n > 256 for n in untruncated], "truncation report differs"
     cos = _cosines(got, parity_reference)
     worst = int(np.argmin(cos))
     assert cos.min() >= COSINE_FLOOR, f"text {worst} {parity_texts[worst][:60]!r}: cos {cos[worst]}"
@@ -60,7 +64,7 @@ def test_truncates_at_max_seq_length_not_the_tokenizer_files_128(
     """The tokenizer.json trap: its pinned 128 must not apply; 256 word pieces do."""
     counts = parity_meta["n_tokens"]
     assert isinstance(counts, list)
-    ours = [len(e.ids) for e in encoder._tokenizer.encode(parity_texts)]
+    ours = [len(ids) for ids in encoder._tokenizer.encode(parity_texts)]
     assert ours == counts
     assert max(ours) == 256
 
@@ -69,5 +73,5 @@ def test_single_threaded_engine_matches_too(
     model_dir: object, parity_texts: list[str], parity_reference: npt.NDArray[np.float32]
 ) -> None:
     one = Encoder(str(model_dir), threads=1)
-    got = one.encode(parity_texts[:64], batch_size=16)
+    got, _ = one.encode(parity_texts[:64], batch_size=16, return_truncation=True)
     assert _cosines(got, parity_reference[:64]).min() >= COSINE_FLOOR

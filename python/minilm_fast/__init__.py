@@ -11,15 +11,20 @@ from __future__ import annotations
 from ._hub import DEFAULT_MODEL, ChecksumError, ModelNotFoundError, resolve_model
 from ._minilm_fast import MiniLMError, NativeModel
 from ._minilm_fast import __version__ as __version__
-from .encoder import Encoder
+from ._quantize import quantization_ranges, quantize_embeddings
+from .encoder import EncodeOptions, Encoder, TruncationWarning
 
 __all__ = [
     "DEFAULT_MODEL",
     "ChecksumError",
+    "EncodeOptions",
     "Encoder",
     "MiniLMError",
     "ModelNotFoundError",
     "NativeModel",
+    "TruncationWarning",
     "__version__",
+    "quantization_ranges",
+    "quantize_embeddings",
     "resolve_model",
 ]
