@@ -1,10 +1,13 @@
-"""The ``minilm-fast`` command line: encode texts, download a model, show what the engine runs on.
+"""The ``minilm-fast`` command line: encode texts, search a small corpus, download a model, and
+show what the engine runs on.
 
 Examples::
 
-    minilm-fast encode "A man is eating food." "A man is eating pasta."
-    minilm-fast encode -f sentences.txt -o embeddings.npy
-    cat sentences.txt | minilm-fast encode -f - -o - > embeddings.npy
+    minilm-fast encode sentences.txt -o embeddings.npy
+    minilm-fast encode docs.jsonl --field body -o embeddings.parquet
+    cat sentences.txt | minilm-fast encode -o - > embeddings.npy
+    minilm-fast encode -t "A man is eating food." -t "A man is eating pasta."
+    minilm-fast search faq.txt "How do I reset my password?"
     MODEL_DIR=$(minilm-fast download)
     minilm-fast info
 
@@ -16,29 +19,32 @@ Python traceback.
 Everything is also reachable in-process, which is how the tests drive it:
 
 >>> from minilm_fast.cli import main
->>> main(["encode", "Hello world."])  # doctest: +SKIP
+>>> main(["encode", "-t", "Hello world."])  # doctest: +SKIP
 0
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
 import pathlib
 import platform
+import shlex
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Sequence
-from typing import Callable
+from typing import IO, Any, Callable
 
 import numpy as np
 import numpy.typing as npt
 
 from . import DEFAULT_MODEL, Encoder, MiniLMError, __version__, resolve_model
+from ._quantize import PRECISIONS, Precision
 
 __all__ = ["main"]
 
@@ -53,12 +59,22 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head -1` reports for `yes`
 #: Largest number of texts for which ``encode`` prints the cosine similarity matrix.
 SIMILARITY_LIMIT = 10
 
+#: Output formats by the suffix of ``-o`` (lower-cased).
+OUTPUT_FORMATS = {".npy": "npy", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+
+#: Input suffixes read as JSONL when ``--format`` is not given.
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+#: x86 CPU flags the kernels can use, in the order ``info`` lists them.
+X86_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16")
+
 _DEBUG_ENV = "MINILM_FAST_DEBUG"
 _TRUE = {"1", "true", "yes", "on"}
 
 logger = logging.getLogger("minilm_fast")
 
 Handler = Callable[[argparse.Namespace], int]
+Embeddings = npt.NDArray[Any]  # float32, or int8 / uint8 for the quantized precisions
 
 
 class CliError(Exception):
@@ -152,44 +168,104 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-seq-length",
         type=_positive_int,
         metavar="N",
-        help="truncate texts to N word pieces, [CLS] and [SEP] included (default: the model's, "
+        help="longest sequence in word pieces, [CLS] and [SEP] included (default: the model's, "
         "256 for all-MiniLM-L6-v2)",
     )
 
-    encode = commands.add_parser(
-        "encode",
-        parents=[model, engine, common],
-        help="embed texts; write a .npy file or print a summary",
-        description=(
-            "Embed texts given as arguments, or one text per line of a file.\n"
-            "With -o, write a float32 .npy array whose row i is the embedding of text i\n"
-            "(load it with numpy.load); without -o, print a short summary with a cosine\n"
-            "similarity matrix."
-        ),
-        epilog=_ENCODE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    reading = argparse.ArgumentParser(add_help=False)
+    reading_group = reading.add_argument_group("input format")
+    reading_group.add_argument(
+        "--format",
+        choices=("lines", "jsonl"),
+        help="'lines': one text per line; 'jsonl': one JSON object per line, the text in "
+        "--field (default: jsonl for .jsonl/.ndjson files or when --field is given, else lines)",
     )
-    encode.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed")
-    encode.add_argument(
-        "-f",
-        "--file",
-        metavar="PATH",
-        help="read texts from PATH, one per line (UTF-8; '-' reads standard input). Blank "
-        "lines are kept as empty texts, so row i is always line i",
+    reading_group.add_argument(
+        "--field",
+        metavar="NAME",
+        help="the JSONL field holding the text (default: text); implies --format jsonl",
     )
-    encode.add_argument(
-        "-o",
-        "--output",
-        metavar="OUT.npy",
-        help="write the embeddings to this .npy file (replaced atomically), or '-' for "
-        "standard output",
-    )
-    encode.add_argument(
+
+    embedding = argparse.ArgumentParser(add_help=False)
+    embedding_group = embedding.add_argument_group("encoding")
+    embedding_group.add_argument(
         "--batch-size",
         type=_positive_int,
         default=32,
         metavar="N",
         help="texts per forward pass (default: %(default)s)",
+    )
+    embedding_group.add_argument(
+        "--long-text",
+        choices=("truncate", "chunk"),
+        default="truncate",
+        help="texts longer than --max-seq-length: 'truncate' embeds their beginning, as "
+        "sentence-transformers does; 'chunk' embeds all of each text in overlapping windows "
+        "and averages them (default: %(default)s)",
+    )
+    embedding_group.add_argument(
+        "--chunk-stride",
+        type=_non_negative_int,
+        metavar="N",
+        help="with --long-text chunk: word pieces shared by consecutive windows "
+        "(default: the Encoder's)",
+    )
+    embedding_group.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar (texts/s, ETA) on stderr (default: only when stderr is a "
+        "terminal)",
+    )
+
+    encode = commands.add_parser(
+        "encode",
+        parents=[model, engine, reading, embedding, common],
+        help="embed texts; write .npy, .jsonl or .parquet, or print a summary",
+        description=(
+            "Embed the texts of INPUT (one per line, or JSONL), of standard input, or given\n"
+            "with -t. With -o, write the embeddings (row i is text i) as .npy, .jsonl or\n"
+            ".parquet, chosen by the suffix; without -o, print a short summary with a cosine\n"
+            "similarity matrix."
+        ),
+        epilog=_ENCODE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    encode.add_argument(
+        "input",
+        nargs="?",
+        metavar="INPUT",
+        help="file of texts (UTF-8), or '-' for standard input (the default when standard "
+        "input is a pipe or file)",
+    )
+    encode.add_argument(
+        "-f",
+        "--file",
+        metavar="PATH",
+        help="same as INPUT (kept for existing scripts)",
+    )
+    encode.add_argument(
+        "-t",
+        "--text",
+        dest="texts",
+        action="append",
+        metavar="TEXT",
+        help="a text to embed; repeat for more (instead of INPUT)",
+    )
+    encode.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="write the embeddings to OUT.npy, OUT.jsonl or OUT.parquet (needs pyarrow), "
+        "replaced atomically; '-' writes .npy to standard output",
+    )
+    encode.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="float32, int8/uint8 (one byte per dimension, ranges taken from these texts) or "
+        "binary/ubinary (one bit per dimension, packed: 384 -> 48 bytes) (default: "
+        "%(default)s)",
     )
     encode.add_argument(
         "--no-normalize",
@@ -198,13 +274,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not force unit length (like normalize_embeddings=False; all-MiniLM-L6-v2 "
         "normalises in its own pipeline, so its vectors stay unit length)",
     )
-    encode.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="show a progress bar on stderr (default: only when stderr is a terminal)",
-    )
     encode.set_defaults(handler=_cmd_encode, parser=encode)
+
+    search = commands.add_parser(
+        "search",
+        parents=[model, engine, reading, embedding, common],
+        help="print the texts of a small corpus nearest to each query",
+        description=(
+            "Embed every text of CORPUS (one per line, or JSONL) and each QUERY, and print\n"
+            "for each query the -k corpus texts of highest cosine similarity, with their\n"
+            "line numbers. Blank texts are skipped. The corpus is embedded on every run, so\n"
+            "this suits corpora of up to some ten thousand texts."
+        ),
+        epilog=_SEARCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    search.add_argument(
+        "corpus", metavar="CORPUS", help="file of texts to search, or '-' for standard input"
+    )
+    search.add_argument("queries", nargs="+", metavar="QUERY", help="what to look for")
+    search.add_argument(
+        "-k",
+        "--top-k",
+        type=_positive_int,
+        default=5,
+        metavar="K",
+        help="hits to print per query (default: %(default)s)",
+    )
+    search.add_argument(
+        "--json", action="store_true", help="print one JSON object per query instead"
+    )
+    search.set_defaults(handler=_cmd_search, parser=search)
 
     download = commands.add_parser(
         "download",
@@ -232,11 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser(
         "info",
         parents=[model, engine, common],
-        help="show the version, model folder, dimensions, threads and SIMD kernel",
+        help="show the version, model, dimensions, threads, SIMD kernel and CPU features",
         description=(
             "Load a model and show what the engine will run: versions, model folder,\n"
-            "embedding dimension, max_seq_length, pooling, threads and the SIMD kernel\n"
-            "picked for this CPU."
+            "embedding dimension, max_seq_length, pooling, threads, the SIMD kernel picked\n"
+            "for this CPU and the CPU features it could use."
         ),
         epilog=_INFO_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -248,9 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 _TOP_EPILOG = """\
 examples:
-  minilm-fast encode "A man is eating food." "A man is eating pasta."
-  minilm-fast encode -f sentences.txt -o embeddings.npy
-  cat sentences.txt | minilm-fast encode -f - -o - > embeddings.npy
+  minilm-fast encode sentences.txt -o embeddings.npy
+  minilm-fast encode docs.jsonl --field body -o embeddings.parquet
+  cat sentences.txt | minilm-fast encode -o - > embeddings.npy
+  minilm-fast encode -t "A man is eating food." -t "A man is eating pasta."
+  minilm-fast search faq.txt "How do I reset my password?"
   MODEL_DIR=$(minilm-fast download)
   minilm-fast info
 
@@ -262,25 +364,56 @@ exit codes: 0 ok, 1 error (model not found, unreadable input, unwritable output)
 
 _ENCODE_EPILOG = """\
 examples:
-  # compare a few texts: prints the shape, speed and a cosine similarity matrix
-  minilm-fast encode "A man is eating food." "A man is eating pasta." "A plane takes off."
-
-  # one text per line -> embeddings.npy, shape (lines, 384), float32
-  minilm-fast encode -f sentences.txt -o embeddings.npy
+  # one text per line -> embeddings.npy, shape (lines, 384), float32; row i is line i
+  minilm-fast encode sentences.txt -o embeddings.npy
   python -c "import numpy as np; print(np.load('embeddings.npy').shape)"
 
-  # a pipe, another local model, 4 threads
-  cut -f2 data.tsv | minilm-fast encode -f - -o vectors.npy --model ./my-model --threads 4
+  # JSONL, the text in field "body" -> Parquet with columns id, text, embedding
+  minilm-fast encode docs.jsonl --field body -o embeddings.parquet
+
+  # one {"id": i, "text": ..., "embedding": [...]} object per line
+  minilm-fast encode sentences.txt -o embeddings.jsonl
+
+  # from a pipe, the .npy to standard output, another local model, 4 threads
+  cut -f2 data.tsv | minilm-fast encode -o - --model ./my-model --threads 4 > vectors.npy
+
+  # compact vectors: int8 of shape (n, 384), or one bit per dimension, (n, 48) uint8
+  minilm-fast encode sentences.txt --precision int8 -o vectors-int8.npy
+  minilm-fast encode sentences.txt --precision ubinary -o vectors-bits.npy
+
+  # long documents: embed all of each text, not only its first 256 word pieces
+  minilm-fast encode articles.jsonl --long-text chunk -o articles.npy
+
+  # compare a few texts: prints the shape, speed and a cosine similarity matrix
+  minilm-fast encode -t "A man is eating food." -t "A man is eating pasta." -t "A plane takes off."
+
+INPUT is read as JSONL when it ends in .jsonl or .ndjson (or --field is given), else as
+one text per line (a blank line is an empty text, so row i is always line i). The suffix
+of -o picks the output: .npy, .jsonl, or .parquet (pip install pyarrow).
 
 Texts are embedded as sentence-transformers' SentenceTransformer.encode does (same
 tokenization, truncation, pooling and normalisation).
+"""
+
+_SEARCH_EPILOG = """\
+examples:
+  # the 5 lines of faq.txt closest to a question
+  minilm-fast search faq.txt "How do I reset my password?"
+
+  # several queries, 3 hits each, from the "question" field of a JSONL file
+  minilm-fast search faq.jsonl --field question -k 3 "reset password" "delete my account"
+
+  # one JSON object per query: {"query": ..., "hits": [{"rank", "score", "line", "text"}]}
+  minilm-fast search faq.txt --json "refund policy" | jq '.hits[0].text'
+
+Scores are cosine similarities; [line N] is the line of CORPUS the hit comes from.
 """
 
 _DOWNLOAD_EPILOG = f"""\
 examples:
   minilm-fast download                                 # {DEFAULT_MODEL}
   minilm-fast download sentence-transformers/paraphrase-MiniLM-L3-v2
-  MODEL_DIR=$(minilm-fast download) && minilm-fast encode --model "$MODEL_DIR" "hi"
+  MODEL_DIR=$(minilm-fast download) && minilm-fast encode --model "$MODEL_DIR" -t "hi"
   minilm-fast download --offline                       # only check the caches
 
 The Hugging Face cache (HF_HOME, HF_HUB_CACHE) is used, so models already downloaded by
@@ -291,7 +424,7 @@ _INFO_EPILOG = """\
 examples:
   minilm-fast info
   minilm-fast info --model ./my-model --threads 4
-  minilm-fast info --json | python -c "import json, sys; print(json.load(sys.stdin)['dim'])"
+  minilm-fast info --json | python -c "import json, sys; print(json.load(sys.stdin)['simd'])"
 """
 
 
@@ -326,53 +459,119 @@ def _add_model_source_options(
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    """``minilm-fast encode``: texts in, a .npy file or a summary out."""
+    """``minilm-fast encode``: texts in; a .npy, .jsonl or .parquet file, or a summary out."""
     parser: argparse.ArgumentParser = args.parser
-    if args.texts and args.file is not None:
-        parser.error("give texts as arguments or with --file, not both")
-    if not args.texts and args.file is None:
-        parser.error(
-            "nothing to encode: give texts as arguments, or --file PATH ('-' for standard input)"
-        )
+    source = _encode_source(args)
+    _check_chunk_options(args)
+    output_format: str | None = None
     if args.output is not None:
-        _check_output(args.output)
+        output_format = _output_format(args.output, parser)
+        _check_output(args.output, output_format)
 
-    if args.file is not None:
-        texts = _read_lines(args.file, quiet=args.quiet)
-        source = "standard input" if args.file == "-" else args.file
-    else:
+    if source is None:
         texts = _check_arguments(args.texts)
-        source = "arguments"
+        source_name = "arguments"
+    else:
+        texts = _read_texts(source, _input_format(args, source), args.field or "text", args)
+        source_name = _source_name(source)
 
     started = time.perf_counter()
     encoder = _load_encoder(args)
     loaded = time.perf_counter()
-    show_progress = args.progress
-    if show_progress is None:
-        show_progress = not args.quiet and _isatty(sys.stderr)
-    embeddings = encoder.encode(
+    # No texts, no ranges to quantize int8/uint8 with: an empty array of that dtype is the answer.
+    precision: Precision = args.precision
+    if not texts and precision in ("int8", "uint8"):
+        precision = "float32"
+    embeddings, truncated = encoder.encode(
         texts,
         batch_size=args.batch_size,
-        show_progress_bar=show_progress,
+        show_progress_bar=_show_progress(args),
+        precision=precision,
         normalize_embeddings=args.normalize,
+        long_text=args.long_text,
+        chunk_stride=args.chunk_stride,
+        return_truncation=True,
     )
     finished = time.perf_counter()
+    if precision != args.precision:
+        embeddings = embeddings.astype(np.dtype(args.precision))
     timing = _Timing(load_s=loaded - started, encode_s=finished - loaded, count=len(texts))
 
-    if not texts and not args.quiet:
-        print(f"{PROG}: warning: {source} holds no text", file=sys.stderr)
-    if args.output is None:
-        _print_summary(encoder, texts, embeddings, timing, args.normalize)
+    if not args.quiet:
+        if not texts:
+            print(f"{PROG}: warning: {source_name} holds no text", file=sys.stderr)
+        _report_truncation(encoder, args, int(np.count_nonzero(truncated)), len(texts))
+    if args.output is None or output_format is None:
+        _print_summary(encoder, texts, embeddings, timing, args)
         return EXIT_OK
 
-    written = _save_npy(args.output, embeddings)
+    written = _save(args.output, output_format, texts, embeddings)
     if not args.quiet:
         rows, dim = embeddings.shape
         print(
-            f"{PROG}: wrote {rows} x {dim} float32 embeddings to {written} "
+            f"{PROG}: wrote {rows} x {dim} {embeddings.dtype} embeddings to {written} "
             f"({timing.rate()}, model loaded in {timing.load_s:.2f} s)",
             file=sys.stderr,
         )
+    return EXIT_OK
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    """``minilm-fast search``: the corpus texts nearest to each query, printed."""
+    _check_chunk_options(args)
+    queries = _check_arguments(args.queries, what="query")
+    texts = _read_texts(args.corpus, _input_format(args, args.corpus), args.field or "text", args)
+    # (line number, text); blank texts would only ever be noise among the hits.
+    corpus = [(number, text) for number, text in enumerate(texts, 1) if text.strip()]
+    if not corpus:
+        blank = f" (only {len(texts)} blank lines)" if texts else ""
+        raise CliError(f"{_source_name(args.corpus)} holds no text to search{blank}")
+    if len(corpus) < len(texts):
+        logger.info("skipped %d blank texts", len(texts) - len(corpus))
+
+    encoder = _load_encoder(args)
+    options: dict[str, Any] = {
+        "batch_size": args.batch_size,
+        "long_text": args.long_text,
+        "chunk_stride": args.chunk_stride,
+        "return_truncation": True,
+    }
+    documents, documents_cut = encoder.encode_document(
+        [text for _, text in corpus], show_progress_bar=_show_progress(args), **options
+    )
+    query_vectors, queries_cut = encoder.encode_query(queries, show_progress_bar=False, **options)
+    if not args.quiet:
+        cut = int(np.count_nonzero(documents_cut)) + int(np.count_nonzero(queries_cut))
+        _report_truncation(encoder, args, cut, len(corpus) + len(queries))
+    scores = np.asarray(encoder.similarity(query_vectors, documents), dtype=np.float32)
+
+    top_k = min(args.top_k, len(corpus))
+    out = sys.stdout
+    for index, (query, row) in enumerate(zip(queries, scores)):
+        best = np.argsort(-row, kind="stable")[:top_k]  # ties keep corpus order
+        hits = [
+            {
+                "rank": rank,
+                "score": float(row[i]),
+                "line": corpus[i][0],
+                "text": corpus[i][1],
+            }
+            for rank, i in enumerate(best.tolist(), 1)
+        ]
+        if args.json:
+            print(json.dumps({"query": query, "hits": hits}), file=out)
+            continue
+        if index:
+            print(file=out)
+        print(f"query: {_printable(_shorten(query, 100), out)}", file=out)
+        width = len(str(top_k))
+        for hit in hits:
+            text = _printable(_shorten(str(hit["text"]), 100), out)
+            print(
+                f"  {hit['rank']:>{width}}. {hit['score']:.4f}  [line {hit['line']}] {text}",
+                file=out,
+            )
+    out.flush()
     return EXIT_OK
 
 
@@ -404,6 +603,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         if isinstance(raw_pooling, (list, tuple))
         else [str(raw_pooling)]
     )
+    machine = platform.machine() or "unknown"
+    features = _cpu_features()
     facts: dict[str, object] = {
         "version": __version__,
         "python": platform.python_version(),
@@ -420,7 +621,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         "vocab_size": native.vocab_size,
         "threads": encoder.threads,
         "simd": native.isa,
-        "cpu": platform.machine(),
+        "cpu": machine,
+        "cpu_features": features,
     }
     if args.json:
         print(json.dumps(facts, indent=2))
@@ -443,7 +645,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ),
         ("pipeline", pipeline),
         ("threads", encoder.threads),
-        ("SIMD kernel", f"{native.isa} ({facts['cpu']})"),
+        ("SIMD kernel", native.isa),
+        ("CPU", f"{machine}, {' '.join(features)}" if features else machine),
     ]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
@@ -451,41 +654,129 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cpu_features() -> list[str]:
+    """The x86 flags of ``X86_FEATURES`` this CPU has, from /proc/cpuinfo; [] when unknown."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return []
+    try:
+        cpuinfo = pathlib.Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux, or no procfs
+        return []
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags = set(value.split())
+            return [feature for feature in X86_FEATURES if feature in flags]
+    return []
+
+
+# --------------------------------------------------------------------------------------------
+# Arguments
+
+
+def _encode_source(args: argparse.Namespace) -> str | None:
+    """Where ``encode`` reads texts: a path, ``"-"`` for stdin, or None for -t texts."""
+    parser: argparse.ArgumentParser = args.parser
+    if args.input is not None and args.file is not None:
+        parser.error("give INPUT or -f/--file, not both (-f PATH is the older spelling of INPUT)")
+    source: str | None = args.input if args.input is not None else args.file
+    if args.texts:
+        if source is not None:
+            parser.error(f"give texts with -t/--text or an INPUT file ('{source}'), not both")
+        if args.format is not None or args.field is not None:
+            parser.error("--format and --field describe an INPUT file; -t/--text gives texts")
+        return None
+    if source is None:
+        if _isatty(sys.stdin) or sys.stdin is None:
+            parser.error(
+                "nothing to encode: give an INPUT file ('-' reads standard input), pipe texts "
+                "into standard input, or give texts with -t TEXT"
+            )
+        source = "-"  # a pipe or a redirected file: `cat texts.txt | minilm-fast encode`
+    return source
+
+
+def _input_format(args: argparse.Namespace, source: str) -> str:
+    """``"lines"`` or ``"jsonl"``: --format, else implied by --field or the file's suffix."""
+    if args.format is not None:
+        if args.format == "lines" and args.field is not None:
+            args.parser.error("--field NAME reads JSONL; it cannot be used with --format lines")
+        return str(args.format)
+    if args.field is not None:
+        return "jsonl"
+    suffix = pathlib.PurePath(source).suffix.lower() if source != "-" else ""
+    return "jsonl" if suffix in JSONL_SUFFIXES else "lines"
+
+
+def _check_chunk_options(args: argparse.Namespace) -> None:
+    if args.chunk_stride is not None and args.long_text != "chunk":
+        args.parser.error("--chunk-stride applies to --long-text chunk only")
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    """--progress / --no-progress, else a bar only when stderr is a terminal (and not -q)."""
+    if args.progress is not None:
+        return bool(args.progress)
+    return not args.quiet and _isatty(sys.stderr)
+
+
+def _report_truncation(encoder: Encoder, args: argparse.Namespace, cut: int, total: int) -> None:
+    """Say on stderr how many texts --long-text truncate cut short (nothing if none)."""
+    if cut and args.long_text == "truncate":
+        print(
+            f"{PROG}: {cut} of {total} texts were longer than {encoder.max_seq_length} word "
+            "pieces and were truncated; --long-text chunk embeds all of them",
+            file=sys.stderr,
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Input
 
 
-def _read_lines(source: str, *, quiet: bool) -> list[str]:
-    """Texts from a file or stdin (``"-"``): one per line, UTF-8, blank lines kept.
+def _source_name(source: str) -> str:
+    """How messages name an input: ``standard input`` or ``input file 'x.txt'``."""
+    return "standard input" if source == "-" else f"input file '{source}'"
 
-    Only the line terminator is removed (``\\n`` or ``\\r\\n``); a final newline does not start
-    another text, and a UTF-8 byte order mark is dropped. Splitting on ``\\n`` alone (not
-    ``str.splitlines``) keeps row i == line i for texts holding form feeds or U+2028.
-    """
+
+def _read_texts(source: str, input_format: str, field: str, args: argparse.Namespace) -> list[str]:
+    """The texts of a file or stdin (``"-"``), as lines or from a JSONL field."""
+    name = _source_name(source)
+    text = _decode(_read_source(source, quiet=args.quiet), name)
+    if input_format == "jsonl":
+        return _parse_jsonl(text, field, name)
+    return _split_lines(text)
+
+
+def _read_source(source: str, *, quiet: bool) -> bytes:
+    """The bytes of a file or of stdin (``"-"``), with errors a shell user can act on."""
     if source == "-":
-        name = "standard input"
         if _isatty(sys.stdin) and not quiet:
             print(
                 f"{PROG}: reading texts from the terminal, one per line; end with Ctrl-D",
                 file=sys.stderr,
             )
         logger.info("reading texts from standard input")
-        data = _read_stdin()
-    else:
-        name = f"input file '{source}'"
-        logger.info("reading texts from %s", source)
-        try:
-            data = pathlib.Path(source).read_bytes()
-        except FileNotFoundError:
-            where = "" if os.path.isabs(source) else f" (looked in {os.getcwd()})"
-            raise CliError(f"input file '{source}' does not exist{where}") from None
-        except IsADirectoryError:
-            raise CliError(f"input file '{source}' is a folder; pass a text file") from None
-        except OSError as exc:
-            raise CliError(f"cannot read input file '{source}': {_os_reason(exc)}") from None
-
+        return _read_stdin()
+    logger.info("reading texts from %s", source)
     try:
-        text = data.decode("utf-8-sig")
+        return pathlib.Path(source).read_bytes()
+    except FileNotFoundError:
+        where = "" if os.path.isabs(source) else f" (looked in {os.getcwd()})"
+        hint = ""
+        if not pathlib.PurePath(source).suffix or " " in source:
+            hint = f"; to embed the text itself, pass it with -t: -t {_shell_quote(source)}"
+        raise CliError(f"input file '{source}' does not exist{where}{hint}") from None
+    except IsADirectoryError:
+        raise CliError(f"input file '{source}' is a folder; pass a text file") from None
+    except OSError as exc:
+        raise CliError(f"cannot read input file '{source}': {_os_reason(exc)}") from None
+
+
+def _decode(data: bytes, name: str) -> str:
+    """UTF-8 text (a byte order mark dropped), or an error naming the line that is not."""
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         byte = data[exc.start : exc.start + 1].hex()
@@ -493,34 +784,111 @@ def _read_lines(source: str, *, quiet: bool) -> list[str]:
             f"{name} is not UTF-8 text: byte 0x{byte} on line {line} cannot be decoded; "
             "convert it first (e.g. `iconv -f LATIN1 -t UTF-8 in.txt > out.txt`)"
         ) from None
+
+
+def _split_lines(text: str) -> list[str]:
+    """One text per line, blank lines kept, so row i == line i + 1.
+
+    Only the line terminator is removed (``\\n`` or ``\\r\\n``); a final newline does not start
+    another text. Splitting on ``\\n`` alone (not ``str.splitlines``) keeps row i == line i for
+    texts holding form feeds or U+2028.
+    """
     lines = text.split("\n")
     if lines[-1] == "":  # a final newline (or an empty input) ends the last line, adds none
         lines.pop()
     return [line.removesuffix("\r") for line in lines]
 
 
+def _parse_jsonl(text: str, field: str, name: str) -> list[str]:
+    """The string ``field`` of each line's JSON object; any other line is an error naming it.
+
+    Blank lines are refused rather than skipped, so row i is always line i + 1; only the
+    newline ending the last line is allowed.
+    """
+    texts: list[str] = []
+    for number, line in enumerate(_split_lines(text), 1):
+        where = f"{name}, line {number}"
+        if not line.strip():
+            raise CliError(
+                f"{where} is blank; JSONL input needs one JSON object per line "
+                "(remove blank lines, e.g. with `grep -v '^[[:space:]]*$'`)"
+            )
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CliError(
+                f"{where} is not valid JSON: {exc.msg} (column {exc.colno})"
+                + ("; to read plain lines, pass --format lines" if number == 1 else "")
+            ) from None
+        except ValueError as exc:  # e.g. an integer too long to convert
+            raise CliError(f"{where} is not valid JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise CliError(
+                f"{where} is a JSON {_json_type(record)}, not an object; JSONL input needs "
+                f'one object per line such as {{"{field}": "..."}}'
+            )
+        if field not in record:
+            fields = ", ".join(repr(key) for key in record) or "none"
+            raise CliError(
+                f"{where} has no field '{field}' (its fields: {fields}); "
+                "pick the field with --field NAME"
+            )
+        value = record[field]
+        if not isinstance(value, str):
+            raise CliError(f"{where}: field '{field}' is a JSON {_json_type(value)}, not a string")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CliError(
+                f"{where}: field '{field}' holds an unpaired surrogate escape (such as \\ud800), "
+                "which is not text"
+            ) from None
+        texts.append(value)
+    return texts
+
+
+def _json_type(value: object) -> str:
+    """JSON's name for the type of a parsed value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
 def _read_stdin() -> bytes:
     """All of standard input as bytes (text streams, e.g. in a notebook, are encoded back)."""
+    if sys.stdin is None:
+        raise CliError("there is no standard input to read texts from")
     buffer = getattr(sys.stdin, "buffer", None)
     if buffer is not None:
         data: bytes = buffer.read()
         return data
-    if sys.stdin is None:
-        raise CliError("there is no standard input to read texts from")
     return sys.stdin.read().encode("utf-8", "surrogateescape")
 
 
-def _check_arguments(texts: Sequence[str]) -> list[str]:
+def _check_arguments(texts: Sequence[str], what: str = "text") -> list[str]:
     """Texts given as arguments; bytes the locale could not decode are refused, not mangled."""
     for index, text in enumerate(texts, 1):
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise CliError(
-                f"text argument {index} is not valid UTF-8 (check the terminal's locale, "
-                "or put the texts in a UTF-8 file and use --file)"
+                f"{what} argument {index} is not valid UTF-8 (check the terminal's locale, "
+                "or put the texts in a UTF-8 file)"
             ) from None
     return list(texts)
+
+
+def _shell_quote(text: str) -> str:
+    """``text`` quoted for a POSIX shell, for hints (shortened when long)."""
+    return shlex.quote(text if len(text) <= 60 else text[:57] + "...")
 
 
 def _load_encoder(args: argparse.Namespace) -> Encoder:
@@ -572,22 +940,26 @@ class _Timing:
 def _print_summary(
     encoder: Encoder,
     texts: Sequence[str],
-    embeddings: npt.NDArray[np.float32],
+    embeddings: Embeddings,
     timing: _Timing,
-    normalized: bool,
+    args: argparse.Namespace,
 ) -> None:
     """The human summary ``encode`` prints on stdout when no -o is given."""
     rows, dim = embeddings.shape
-    norms = np.linalg.norm(embeddings, axis=1) if rows else np.ones(0, dtype=np.float32)
-    if rows and np.allclose(norms, 1.0, atol=1e-4):
-        lengths = "unit length"
-    elif rows:
-        lengths = f"norms {float(norms.min()):.3f} to {float(norms.max()):.3f}"
-    else:
-        lengths = "empty"
-    how = "normalized" if normalized else "not forced to unit length"
     out = sys.stdout
-    print(f"embeddings: {rows} x {dim} float32 ({how}; {lengths})", file=out)
+    floats = args.precision == "float32"
+    if floats:
+        norms = np.linalg.norm(embeddings, axis=1) if rows else np.ones(0, dtype=np.float32)
+        if rows and np.allclose(norms, 1.0, atol=1e-4):
+            lengths = "unit length"
+        elif rows:
+            lengths = f"norms {float(norms.min()):.3f} to {float(norms.max()):.3f}"
+        else:
+            lengths = "empty"
+        how = "normalized" if args.normalize else "not forced to unit length"
+        print(f"embeddings: {rows} x {dim} float32 ({how}; {lengths})", file=out)
+    else:
+        print(f"embeddings: {rows} x {dim} {embeddings.dtype} ({args.precision})", file=out)
     model = encoder.model_name
     if pathlib.Path(model).expanduser().absolute() != encoder.model_path:
         model += f" ({encoder.model_path})"
@@ -601,17 +973,16 @@ def _print_summary(
         print("texts:", file=out)
         for index, text in enumerate(texts):
             print(f"  [{index}] {_printable(_shorten(text), out)}", file=out)
-        print("cosine similarity:", file=out)
-        for line in _similarity_lines(embeddings, norms):
-            print(line, file=out)
-    elif rows > SIMILARITY_LIMIT:
+        if floats:
+            print("cosine similarity:", file=out)
+            for line in _similarity_lines(embeddings, norms):
+                print(line, file=out)
+    elif rows > SIMILARITY_LIMIT and floats:
         print(f"(cosine similarities are shown for at most {SIMILARITY_LIMIT} texts)", file=out)
-    print("write the embeddings to a file with -o OUT.npy", file=out)
+    print("write the embeddings to a file with -o OUT.npy (or .jsonl, .parquet)", file=out)
 
 
-def _similarity_lines(
-    embeddings: npt.NDArray[np.float32], norms: npt.NDArray[np.floating]
-) -> list[str]:
+def _similarity_lines(embeddings: Embeddings, norms: npt.NDArray[np.floating]) -> list[str]:
     """The cosine similarity matrix as aligned text rows, 3 decimals."""
     safe = np.where(norms > 0, norms, 1.0)[:, None]  # an all-zero row has similarity 0
     unit = embeddings.astype(np.float64) / safe
@@ -643,8 +1014,24 @@ def _printable(text: str, stream: object) -> str:
         return text
 
 
-def _check_output(destination: str) -> None:
+def _output_format(destination: str, parser: argparse.ArgumentParser) -> str:
+    """``"npy"``, ``"jsonl"`` or ``"parquet"`` from the suffix of -o (``"-"``: npy)."""
+    if destination == "-":
+        return "npy"
+    suffix = pathlib.PurePath(destination).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        parser.error(
+            f"argument -o/--output: cannot tell the format of '{destination}' from its "
+            f"suffix; use one of {', '.join(OUTPUT_FORMATS)} ('-' writes .npy to standard "
+            "output)"
+        )
+    return OUTPUT_FORMATS[suffix]
+
+
+def _check_output(destination: str, output_format: str) -> None:
     """Fail before the (possibly long) encoding when the output cannot be written."""
+    if output_format == "parquet":
+        _pyarrow()
     if destination == "-":
         if _isatty(sys.stdout):
             raise CliError(
@@ -665,17 +1052,64 @@ def _check_output(destination: str) -> None:
         raise CliError(f"cannot write output '{destination}': folder '{parent}' is not writable")
 
 
-def _save_npy(destination: str, array: npt.NDArray[np.float32]) -> str:
-    """Write ``array`` as .npy to ``destination`` (``"-"``: stdout) and return where it went.
+def _pyarrow() -> tuple[Any, Any]:
+    """``(pyarrow, pyarrow.parquet)``, or an error saying how to install them."""
+    try:
+        return importlib.import_module("pyarrow"), importlib.import_module("pyarrow.parquet")
+    except ImportError:
+        raise CliError(
+            "writing .parquet needs pyarrow, which is not installed: pip install pyarrow "
+            "(or write .npy or .jsonl, which need nothing more)"
+        ) from None
 
-    A file is written under a temporary name in the same folder and renamed over the
-    destination, so readers never see a half-written array and a failure leaves no debris.
-    """
+
+def _save(destination: str, output_format: str, texts: Sequence[str], array: Embeddings) -> str:
+    """Write the embeddings in ``output_format`` to ``destination``; return where they went."""
+    if output_format == "jsonl":
+        return _write_atomically(destination, lambda handle: _write_jsonl(handle, texts, array))
+    if output_format == "parquet":
+        return _write_atomically(destination, lambda handle: _write_parquet(handle, texts, array))
+    return _save_npy(destination, array)
+
+
+def _save_npy(destination: str, array: Embeddings) -> str:
+    """Write ``array`` as .npy to ``destination`` (``"-"``: stdout) and return where it went."""
     if destination == "-":
         stream = sys.stdout.buffer
         np.save(stream, array, allow_pickle=False)
         stream.flush()
         return "standard output"
+    return _write_atomically(destination, lambda handle: np.save(handle, array, allow_pickle=False))
+
+
+def _write_jsonl(handle: IO[bytes], texts: Sequence[str], array: Embeddings) -> None:
+    """One ``{"id": i, "text": ..., "embedding": [...]}`` object per line, UTF-8."""
+    for index, (text, row) in enumerate(zip(texts, array)):
+        record = {"id": index, "text": text, "embedding": row.tolist()}
+        handle.write(json.dumps(record, ensure_ascii=False).encode("utf-8"))
+        handle.write(b"\n")
+
+
+def _write_parquet(handle: IO[bytes], texts: Sequence[str], array: Embeddings) -> None:
+    """Columns ``id`` int64, ``text`` string, ``embedding`` fixed_size_list<dtype>[dim]."""
+    pa, pq = _pyarrow()
+    rows, width = array.shape
+    values = pa.array(np.ascontiguousarray(array).reshape(-1))
+    table = pa.table(
+        {
+            "id": pa.array(np.arange(rows, dtype=np.int64)),
+            "text": pa.array(list(texts), type=pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(values, width),
+        }
+    )
+    pq.write_table(table, handle)
+
+
+def _write_atomically(destination: str, write: Callable[[IO[bytes]], object]) -> str:
+    """Call ``write`` on a temporary file beside ``destination``, then rename it over it.
+
+    Readers never see a half-written file, and a failure leaves no debris.
+    """
     path = pathlib.Path(destination)
     try:
         fd, temporary = tempfile.mkstemp(
@@ -685,7 +1119,7 @@ def _save_npy(destination: str, array: npt.NDArray[np.float32]) -> str:
         raise CliError(f"cannot write output '{destination}': {_os_reason(exc)}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
@@ -799,4 +1233,15 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
     return value
