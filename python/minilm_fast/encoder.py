@@ -648,7 +648,7 @@ class Encoder:
                 'long_text="chunk" to embed all of each text, or return_truncation=True to '
                 "see which were cut. (Shown once per Encoder.)"
             ),
-            stacklevel=4,
+            stacklevel=3,
         )
 
     # ----------------------------------------------------------------------------------------
