@@ -54,7 +54,7 @@ def main() -> None:
         documents.append(" ".join(body))
         queries.append({"query": query, "document": index, "sentence": position})
     payload = {
-        "source": "STS Benchmark dev split (CC BY-SA 4.0 scores; sentences under their sources' terms)",
+        "source": "STS Benchmark dev split (CC BY-SA 4.0 scores; sentences: their sources)",
         "generator": "scripts/make_long_docs.py",
         "sentences_per_document": SENTENCES_PER_DOC,
         "documents": documents,
