@@ -12,6 +12,7 @@ pub mod kernels;
 pub mod model;
 mod ops;
 pub mod pooling;
+mod weights;
 
 #[cfg(feature = "python")]
 mod py;
