@@ -4,13 +4,15 @@
 //! [`SentenceEncoder::load`], check token arrays with [`TokenBatch::new`], and call
 //! [`SentenceEncoder::encode`]. The `python` feature adds the PyO3 module `_minilm_fast`.
 
+mod attention;
 pub mod batch;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod kernels;
+mod linear;
 pub mod model;
-mod ops;
+mod packing;
 pub mod pooling;
 mod weights;
 

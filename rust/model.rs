@@ -1,93 +1,86 @@
-//! The BERT encoder on Candle tensors: embeddings, then per layer self-attention and a
-//! feed-forward block, each followed by residual + LayerNorm (post-norm, as in BERT).
-//! One struct per block, each with `load` and `forward`. Linear weights are transposed once at
-//! load to [in, out] so every projection is a single GEMM over all tokens of the batch.
+//! The BERT encoder: embeddings, then per layer self-attention and a feed-forward block, each
+//! closed by residual + LayerNorm (post-norm, as in BERT). One struct per block, each with
+//! `load` and `forward`.
+//!
+//! Candle loads the weights (memory-mapped safetensors, every dtype and shape checked); the
+//! forward pass then runs on plain slices: the batch is packed into its real tokens
+//! ([`PackedTokens`]) so each linear layer is one GEMM over `tokens × hidden` with weights
+//! packed once at load, bias / activation / residual fused into the GEMM's tiles, and a
+//! handful of buffers allocated once per batch.
 
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
+use rayon::prelude::*;
 
+use crate::attention::self_attention;
 use crate::batch::TokenBatch;
 use crate::config::{Activation, BertConfig};
 use crate::error::Result;
-use crate::ops::{BiasActivation, BiasResidual, EmbeddingSum, MaskedSoftmax};
+use crate::kernels::{vecmath, Isa};
+use crate::linear::{DenseF32, Finish, Linear};
+use crate::packing::PackedTokens;
 use crate::weights::WeightReader;
 
-/// y = x W + b, with W stored transposed as [in, out].
-struct Linear {
-    weight_t: Tensor,
-    bias: Tensor,
+/// Rows per parallel task in the row-wise passes (embeddings, LayerNorm).
+const ROWS_PER_TASK: usize = 64;
+
+fn values(tensor: Tensor) -> Result<Vec<f32>> {
+    Ok(tensor.flatten_all()?.to_vec1::<f32>()?)
 }
 
-impl Linear {
-    fn load(weights: &WeightReader, name: &str, inputs: usize, outputs: usize) -> Result<Self> {
-        let weight = weights.tensor(&format!("{name}.weight"), &[outputs, inputs])?;
-        let bias = weights.tensor(&format!("{name}.bias"), &[outputs])?;
-        Ok(Self {
-            weight_t: weight.t()?.contiguous()?,
-            bias,
-        })
+fn load_linear(
+    isa: Isa,
+    weights: &WeightReader,
+    names: &[String],
+    inputs: usize,
+    outputs: usize,
+) -> Result<Box<dyn Linear>> {
+    // Several names (Q, K, V) are stacked into one projection: one GEMM instead of three.
+    let mut weight = Vec::with_capacity(names.len() * outputs * inputs);
+    let mut bias = Vec::with_capacity(names.len() * outputs);
+    for name in names {
+        weight.extend(values(
+            weights.tensor(&format!("{name}.weight"), &[outputs, inputs])?,
+        )?);
+        bias.extend(values(
+            weights.tensor(&format!("{name}.bias"), &[outputs])?,
+        )?);
     }
-
-    /// Q, K and V side by side as one [in, 3*out] projection: one GEMM instead of three.
-    fn load_fused(
-        weights: &WeightReader,
-        names: &[&str],
-        inputs: usize,
-        outputs: usize,
-    ) -> Result<Self> {
-        let parts = names
-            .iter()
-            .map(|name| Linear::load(weights, name, inputs, outputs))
-            .collect::<Result<Vec<_>>>()?;
-        let weight_t = Tensor::cat(&parts.iter().map(|p| &p.weight_t).collect::<Vec<_>>(), 1)?;
-        let bias = Tensor::cat(&parts.iter().map(|p| &p.bias).collect::<Vec<_>>(), 0)?;
-        Ok(Self { weight_t, bias })
-    }
-
-    /// `act(x W + b)` for `x` [tokens, in] -> [tokens, out]; no activation when `None`.
-    fn forward(&self, x: &Tensor, activation: Option<Activation>) -> Result<Tensor> {
-        let op = BiasActivation { activation };
-        Ok(x.matmul(&self.weight_t)?
-            .apply_op2_no_bwd(&self.bias, &op)?)
-    }
-
-    /// `x W + b + residual`, the projection that closes a residual block.
-    fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.weight_t)?
-            .apply_op3_no_bwd(&self.bias, residual, &BiasResidual)?)
-    }
+    let total = names.len() * outputs;
+    Ok(Box::new(DenseF32::new(isa, &weight, bias, inputs, total)))
 }
 
 struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
     eps: f32,
 }
 
 impl LayerNorm {
     fn load(weights: &WeightReader, name: &str, size: usize, eps: f64) -> Result<Self> {
         Ok(Self {
-            weight: weights.tensor(&format!("{name}.weight"), &[size])?,
-            bias: weights.tensor(&format!("{name}.bias"), &[size])?,
+            gamma: values(weights.tensor(&format!("{name}.weight"), &[size])?)?,
+            beta: values(weights.tensor(&format!("{name}.bias"), &[size])?)?,
             eps: eps as f32,
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::layer_norm(
-            x,
-            &self.weight,
-            &self.bias,
-            self.eps,
-        )?)
+    /// Normalises every row of `x` ([rows, size]) in place, rows in parallel.
+    fn forward(&self, isa: Isa, x: &mut [f32]) {
+        let size = self.gamma.len();
+        x.par_chunks_mut(size * ROWS_PER_TASK).for_each(|rows| {
+            for row in rows.chunks_exact_mut(size) {
+                vecmath::layer_norm(isa, row, &self.gamma, &self.beta, self.eps);
+            }
+        });
     }
 }
 
 struct Embeddings {
-    word: Tensor,
-    position: Tensor,
-    token_type: Tensor,
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Vec<f32>,
     norm: LayerNorm,
 }
 
@@ -95,147 +88,106 @@ impl Embeddings {
     fn load(weights: &WeightReader, config: &BertConfig) -> Result<Self> {
         let h = config.hidden_size;
         Ok(Self {
-            word: weights.tensor("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
-            position: weights.tensor(
+            word: values(
+                weights.tensor("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
+            )?,
+            position: values(weights.tensor(
                 "embeddings.position_embeddings.weight",
                 &[config.max_position_embeddings, h],
-            )?,
-            token_type: weights.tensor(
+            )?)?,
+            token_type: values(weights.tensor(
                 "embeddings.token_type_embeddings.weight",
                 &[config.type_vocab_size, h],
-            )?,
+            )?)?,
             norm: LayerNorm::load(weights, "embeddings.LayerNorm", h, config.layer_norm_eps)?,
         })
     }
 
-    /// -> [batch * seq_len, hidden]. Positions are 0..seq_len for every row, as in transformers.
-    fn forward(&self, batch: &TokenBatch) -> Result<Tensor> {
-        let tokens = batch.batch * batch.seq_len;
-        let ids = Tensor::from_slice(&batch.ids, tokens, &Device::Cpu)?;
-        let types = Tensor::from_slice(&batch.type_ids, tokens, &Device::Cpu)?;
-        let positions = self.position.narrow(0, 0, batch.seq_len)?;
-        let sum = self.word.index_select(&ids, 0)?.apply_op3_no_bwd(
-            &positions,
-            &self.token_type.index_select(&types, 0)?,
-            &EmbeddingSum {
-                seq_len: batch.seq_len,
-            },
-        )?;
-        self.norm.forward(&sum)
-    }
-}
-
-struct SelfAttention {
-    qkv: Linear,
-    output: Linear,
-    norm: LayerNorm,
-    heads: usize,
-    head_dim: usize,
-}
-
-impl SelfAttention {
-    fn load(weights: &WeightReader, prefix: &str, config: &BertConfig) -> Result<Self> {
-        let h = config.hidden_size;
-        let names = ["query", "key", "value"].map(|p| format!("{prefix}.attention.self.{p}"));
-        let names = names.iter().map(String::as_str).collect::<Vec<_>>();
-        Ok(Self {
-            qkv: Linear::load_fused(weights, &names, h, h)?,
-            output: Linear::load(weights, &format!("{prefix}.attention.output.dense"), h, h)?,
-            norm: LayerNorm::load(
-                weights,
-                &format!("{prefix}.attention.output.LayerNorm"),
-                h,
-                config.layer_norm_eps,
-            )?,
-            heads: config.num_heads,
-            head_dim: config.head_dim(),
-        })
-    }
-
-    /// `x`: [batch * seq, hidden]; `mask_bias`: [batch, seq], 0 for tokens and a large
-    /// negative number for padding, so padded keys get exactly zero attention weight.
-    fn forward(&self, x: &Tensor, batch: usize, seq: usize, mask_bias: &Tensor) -> Result<Tensor> {
-        let hidden = self.heads * self.head_dim;
-        // [b*s, 3h] -> [3, b, heads, s, head_dim]
-        let qkv = self
-            .qkv
-            .forward(x, None)?
-            .reshape((batch, seq, 3, self.heads, self.head_dim))?
-            .permute((2, 0, 3, 1, 4))?
-            .contiguous()?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let softmax = MaskedSoftmax {
-            scale: 1.0 / (self.head_dim as f32).sqrt(),
-        };
-        let probs = q.matmul(&k.t()?)?.apply_op2_no_bwd(mask_bias, &softmax)?;
-        let context = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .reshape((batch * seq, hidden))?;
-        self.norm
-            .forward(&self.output.forward_residual(&context, x)?)
-    }
-}
-
-struct FeedForward {
-    intermediate: Linear,
-    output: Linear,
-    norm: LayerNorm,
-    activation: Activation,
-}
-
-impl FeedForward {
-    fn load(weights: &WeightReader, prefix: &str, config: &BertConfig) -> Result<Self> {
-        let (h, i) = (config.hidden_size, config.intermediate_size);
-        Ok(Self {
-            intermediate: Linear::load(weights, &format!("{prefix}.intermediate.dense"), h, i)?,
-            output: Linear::load(weights, &format!("{prefix}.output.dense"), i, h)?,
-            norm: LayerNorm::load(
-                weights,
-                &format!("{prefix}.output.LayerNorm"),
-                h,
-                config.layer_norm_eps,
-            )?,
-            activation: config.activation,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let activated = self.intermediate.forward(x, Some(self.activation))?;
-        self.norm
-            .forward(&self.output.forward_residual(&activated, x)?)
+    /// `out` [tokens, hidden] = LayerNorm(word + position + token type) of every packed token.
+    /// Ids were checked against the table sizes when the batch was built.
+    fn forward(&self, isa: Isa, tokens: &PackedTokens, out: &mut [f32]) {
+        let h = self.norm.gamma.len();
+        out.par_chunks_mut(h * ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(chunk, rows)| {
+                for (i, row) in rows.chunks_exact_mut(h).enumerate() {
+                    let t = chunk * ROWS_PER_TASK + i;
+                    let word = &self.word[tokens.ids[t] as usize * h..][..h];
+                    let position = &self.position[tokens.positions[t] as usize * h..][..h];
+                    let kind = &self.token_type[tokens.type_ids[t] as usize * h..][..h];
+                    row.copy_from_slice(word);
+                    vecmath::add2(isa, row, position, kind);
+                    vecmath::layer_norm(isa, row, &self.norm.gamma, &self.norm.beta, self.norm.eps);
+                }
+            });
     }
 }
 
 struct Layer {
-    attention: SelfAttention,
-    feed_forward: FeedForward,
+    qkv: Box<dyn Linear>,
+    attention_output: Box<dyn Linear>,
+    attention_norm: LayerNorm,
+    intermediate: Box<dyn Linear>,
+    output: Box<dyn Linear>,
+    output_norm: LayerNorm,
+}
+
+impl Layer {
+    fn load(isa: Isa, weights: &WeightReader, index: usize, config: &BertConfig) -> Result<Self> {
+        let (h, i, eps) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.layer_norm_eps,
+        );
+        let prefix = format!("encoder.layer.{index}");
+        let qkv_names = ["query", "key", "value"].map(|p| format!("{prefix}.attention.self.{p}"));
+        let name = |suffix: &str| [format!("{prefix}.{suffix}")];
+        Ok(Self {
+            qkv: load_linear(isa, weights, &qkv_names, h, h)?,
+            attention_output: load_linear(isa, weights, &name("attention.output.dense"), h, h)?,
+            attention_norm: LayerNorm::load(
+                weights,
+                &format!("{prefix}.attention.output.LayerNorm"),
+                h,
+                eps,
+            )?,
+            intermediate: load_linear(isa, weights, &name("intermediate.dense"), h, i)?,
+            output: load_linear(isa, weights, &name("output.dense"), i, h)?,
+            output_norm: LayerNorm::load(weights, &format!("{prefix}.output.LayerNorm"), h, eps)?,
+        })
+    }
+}
+
+/// The per-batch buffers, allocated once per forward and reused by every layer.
+struct Workspace {
+    hidden: Vec<f32>,
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    intermediate: Vec<f32>,
+    scratch: Vec<f32>,
 }
 
 /// A BERT encoder with its weights, immutable after `load` (shared across threads freely).
 pub struct BertModel {
     config: BertConfig,
+    isa: Isa,
     embeddings: Embeddings,
     layers: Vec<Layer>,
 }
 
 impl BertModel {
     /// Loads `model.safetensors` (memory-mapped) for `config`, checking every tensor's dtype and
-    /// shape before copying it.
+    /// shape before copying it, and packs the weights for this CPU's kernels.
     pub fn load(weights_path: &Path, config: BertConfig) -> Result<Self> {
+        let isa = Isa::detected();
         let weights = WeightReader::open(weights_path)?;
         let embeddings = Embeddings::load(&weights, &config)?;
         let layers = (0..config.num_layers)
-            .map(|i| {
-                let prefix = format!("encoder.layer.{i}");
-                Ok(Layer {
-                    attention: SelfAttention::load(&weights, &prefix, &config)?,
-                    feed_forward: FeedForward::load(&weights, &prefix, &config)?,
-                })
-            })
+            .map(|index| Layer::load(isa, &weights, index, &config))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             config,
+            isa,
             embeddings,
             layers,
         })
@@ -245,27 +197,64 @@ impl BertModel {
         &self.config
     }
 
-    /// The last hidden state, [batch * seq_len, hidden] row-major, as a flat vector.
-    pub fn forward(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
-        if batch.batch == 0 {
-            return Ok(Vec::new());
+    /// The last hidden state of every packed token, [tokens.len(), hidden] row-major. Runs on
+    /// the current rayon pool (the encoder's own).
+    pub fn forward_packed(&self, tokens: &PackedTokens) -> Vec<f32> {
+        let (h, i) = (self.config.hidden_size, self.config.intermediate_size);
+        let n = tokens.len();
+        if n == 0 {
+            return Vec::new();
         }
-        let (b, s) = (batch.batch, batch.seq_len);
-        let mask_bias = mask_bias(&batch.mask, b, s)?;
-        let mut x = self.embeddings.forward(batch)?;
+        let mut ws = Workspace {
+            hidden: vec![0.0; n * h],
+            qkv: vec![0.0; n * 3 * h],
+            context: vec![0.0; n * h],
+            intermediate: vec![0.0; n * i],
+            scratch: vec![0.0; n * h],
+        };
+        self.embeddings.forward(self.isa, tokens, &mut ws.hidden);
+        let activation: Activation = self.config.activation;
         for layer in &self.layers {
-            x = layer.attention.forward(&x, b, s, &mask_bias)?;
-            x = layer.feed_forward.forward(&x)?;
-        }
-        Ok(x.flatten_all()?.to_vec1::<f32>()?)
-    }
-}
+            layer.qkv.forward(&ws.hidden, n, &mut ws.qkv, Finish::Bias);
+            self_attention(
+                self.isa,
+                tokens,
+                &ws.qkv,
+                self.config.num_heads,
+                self.config.head_dim(),
+                &mut ws.context,
+            );
+            let residual = Finish::Residual(&ws.hidden);
+            layer
+                .attention_output
+                .forward(&ws.context, n, &mut ws.scratch, residual);
+            layer.attention_norm.forward(self.isa, &mut ws.scratch);
+            std::mem::swap(&mut ws.hidden, &mut ws.scratch);
 
-/// [batch, seq]: 0 where the mask is 1, f32::MIN where it is 0, as transformers does.
-fn mask_bias(mask: &[u8], batch: usize, seq: usize) -> Result<Tensor> {
-    let bias: Vec<f32> = mask
-        .iter()
-        .map(|&m| if m == 1 { 0.0 } else { f32::MIN })
-        .collect();
-    Ok(Tensor::from_vec(bias, (batch, seq), &Device::Cpu)?)
+            let act = Finish::Activation(activation);
+            layer
+                .intermediate
+                .forward(&ws.hidden, n, &mut ws.intermediate, act);
+            let residual = Finish::Residual(&ws.hidden);
+            layer
+                .output
+                .forward(&ws.intermediate, n, &mut ws.scratch, residual);
+            layer.output_norm.forward(self.isa, &mut ws.scratch);
+            std::mem::swap(&mut ws.hidden, &mut ws.scratch);
+        }
+        ws.hidden
+    }
+
+    /// The last hidden state in the padded layout, [batch * seq_len, hidden]; padding
+    /// positions are zero (nothing attends to them, and they attend to nothing).
+    pub fn forward(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
+        let h = self.config.hidden_size;
+        let tokens = PackedTokens::new(batch);
+        let packed = self.forward_packed(&tokens);
+        let mut padded = vec![0.0f32; batch.batch * batch.seq_len * h];
+        for (row, &origin) in packed.chunks_exact(h).zip(&tokens.origin) {
+            padded[origin * h..(origin + 1) * h].copy_from_slice(row);
+        }
+        Ok(padded)
+    }
 }

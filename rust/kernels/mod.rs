@@ -6,9 +6,13 @@
 //! [`Isa::available`] or [`Isa::scalar`], so holding one proves the CPU supports it; that is what
 //! justifies the `unsafe` calls into `#[target_feature]` code.
 
+pub mod gemm;
+#[cfg(target_arch = "x86_64")]
+mod gemm_x86;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod scalar;
+pub mod vecmath;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

@@ -1,0 +1,103 @@
+//! Multi-head self-attention over packed tokens: for each (sequence, head), in parallel,
+//! `softmax(Q Kᵀ / √d) V` on that sequence's tokens only, written into the head's columns of
+//! the context. Q, K and V are read in place from the fused QKV projection; K and V are packed
+//! per head into GEMM panels (a few KB), the score matrix lives in a per-thread scratch buffer.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use crate::kernels::gemm::{self, Epilogue, PackedB};
+use crate::kernels::{vecmath, Isa};
+use crate::packing::PackedTokens;
+
+/// Buffers one attention task needs, kept per worker thread and reused across tasks.
+struct Scratch {
+    isa: Isa,
+    scores: Vec<f32>,
+    keys: PackedB,
+    values: PackedB,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
+}
+
+/// `qkv`: [tokens, 3 * hidden] (Q | K | V, heads side by side in each); `context`: [tokens,
+/// hidden], every element overwritten.
+pub fn self_attention(
+    isa: Isa,
+    tokens: &PackedTokens,
+    qkv: &[f32],
+    heads: usize,
+    head_dim: usize,
+    context: &mut [f32],
+) {
+    let hidden = heads * head_dim;
+    let row = 3 * hidden;
+    assert!(qkv.len() >= tokens.len() * row && context.len() >= tokens.len() * hidden);
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let context_addr = context.as_mut_ptr() as usize;
+    let task = |(sequence, head): (usize, usize)| {
+        let range = tokens.range(sequence);
+        let n = range.len();
+        if n == 0 {
+            return;
+        }
+        let q = &qkv[range.start * row + head * head_dim..];
+        let k = &qkv[range.start * row + hidden + head * head_dim..];
+        let v = &qkv[range.start * row + 2 * hidden + head * head_dim..];
+        SCRATCH.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.as_ref().is_none_or(|s| s.isa != isa) {
+                *slot = Some(Scratch {
+                    isa,
+                    scores: Vec::new(),
+                    keys: PackedB::empty(isa, head_dim, 1),
+                    values: PackedB::empty(isa, 1, head_dim),
+                });
+            }
+            let Some(scratch) = slot.as_mut() else { return };
+            if scratch.scores.len() < n * n {
+                scratch.scores.resize(n * n, 0.0);
+            }
+            let scores = &mut scratch.scores[..n * n];
+            scratch.keys.refill_transposed(k, head_dim, n, row);
+            gemm::matmul(
+                isa,
+                q,
+                row,
+                n,
+                &scratch.keys,
+                scores,
+                n,
+                Epilogue::None,
+                false,
+            );
+            for scores_row in scores.chunks_exact_mut(n) {
+                vecmath::softmax_scaled(isa, scores_row, scale);
+            }
+            scratch.values.refill_rows(v, n, head_dim, row);
+            // SAFETY: this task alone writes rows `range` × columns `head*d .. head*d + d`
+            // of `context` (tasks differ in sequence or head), inside its asserted length.
+            unsafe {
+                let out = (context_addr as *mut f32).add(range.start * hidden + head * head_dim);
+                gemm::matmul_to(
+                    isa,
+                    scores,
+                    n,
+                    n,
+                    &scratch.values,
+                    out,
+                    hidden,
+                    Epilogue::None,
+                    false,
+                );
+            }
+        });
+    };
+    let tasks: Vec<(usize, usize)> = (0..tokens.sequences())
+        .flat_map(|s| (0..heads).map(move |h| (s, h)))
+        .collect();
+    tasks.into_par_iter().for_each(task);
+}

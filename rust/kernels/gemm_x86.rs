@@ -1,0 +1,115 @@
+//! The x86 GEMM micro-kernels: an MR × NR tile of C held in registers over the whole K loop.
+//! Callers (kernels::gemm) check the CPU features through `Isa` and hand over packed panels.
+
+use std::arch::x86_64::*;
+
+/// AVX-512: 14 rows × 32 columns = 28 zmm accumulators, 2 for B, 1 broadcast (31 of 32).
+pub const MR_512: usize = 14;
+pub const NR_512: usize = 32;
+/// AVX2: 6 rows × 16 columns = 12 ymm accumulators, 2 for B, 1 broadcast (15 of 16).
+pub const MR_256: usize = 6;
+pub const NR_256: usize = 16;
+
+/// `C[rows × cols] = A·B` for one tile.
+///
+/// # Safety
+/// The CPU must support AVX-512F. `a` points at a packed `k × MR_512` tile, `b` at a packed
+/// `k × NR_512` panel, `c` at `rows ≤ MR_512` rows of `cols ≤ NR_512` writable floats with row
+/// stride `ldc`.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn tile_avx512(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+) {
+    let mut low = [_mm512_setzero_ps(); MR_512];
+    let mut high = [_mm512_setzero_ps(); MR_512];
+    // SAFETY: kk < k keeps every read inside the packed tile (k × 14) and panel (k × 32).
+    unsafe {
+        for kk in 0..k {
+            let b0 = _mm512_loadu_ps(b.add(kk * NR_512));
+            let b1 = _mm512_loadu_ps(b.add(kk * NR_512 + 16));
+            let ak = a.add(kk * MR_512);
+            for i in 0..MR_512 {
+                let ai = _mm512_set1_ps(*ak.add(i));
+                low[i] = _mm512_fmadd_ps(ai, b0, low[i]);
+                high[i] = _mm512_fmadd_ps(ai, b1, high[i]);
+            }
+        }
+    }
+    let mask_low = lanes(cols.min(16));
+    let mask_high = lanes(cols.saturating_sub(16));
+    // SAFETY: only rows < `rows` and (masked) columns < `cols` are written, inside the
+    // rectangle the caller owns.
+    unsafe {
+        for i in 0..rows {
+            let row = c.add(i * ldc);
+            _mm512_mask_storeu_ps(row, mask_low, low[i]);
+            if cols > 16 {
+                _mm512_mask_storeu_ps(row.add(16), mask_high, high[i]);
+            }
+        }
+    }
+}
+
+#[inline]
+fn lanes(n: usize) -> __mmask16 {
+    if n >= 16 {
+        0xffff
+    } else {
+        ((1u32 << n) - 1) as __mmask16
+    }
+}
+
+/// `C[rows × cols] = A·B` for one tile.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA. `a` points at a packed `k × MR_256` tile, `b` at a
+/// packed `k × NR_256` panel, `c` at `rows ≤ MR_256` rows of `cols ≤ NR_256` writable floats
+/// with row stride `ldc`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn tile_avx2(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+) {
+    let mut low = [_mm256_setzero_ps(); MR_256];
+    let mut high = [_mm256_setzero_ps(); MR_256];
+    // SAFETY: kk < k keeps every read inside the packed tile (k × 6) and panel (k × 16).
+    unsafe {
+        for kk in 0..k {
+            let b0 = _mm256_loadu_ps(b.add(kk * NR_256));
+            let b1 = _mm256_loadu_ps(b.add(kk * NR_256 + 8));
+            let ak = a.add(kk * MR_256);
+            for i in 0..MR_256 {
+                let ai = _mm256_broadcast_ss(&*ak.add(i));
+                low[i] = _mm256_fmadd_ps(ai, b0, low[i]);
+                high[i] = _mm256_fmadd_ps(ai, b1, high[i]);
+            }
+        }
+    }
+    // SAFETY: full rows are stored directly; a partial row goes through a stack buffer so
+    // nothing past column `cols` is written.
+    unsafe {
+        for i in 0..rows {
+            let row = c.add(i * ldc);
+            if cols == NR_256 {
+                _mm256_storeu_ps(row, low[i]);
+                _mm256_storeu_ps(row.add(8), high[i]);
+            } else {
+                let mut buffer = [0.0f32; NR_256];
+                _mm256_storeu_ps(buffer.as_mut_ptr(), low[i]);
+                _mm256_storeu_ps(buffer.as_mut_ptr().add(8), high[i]);
+                std::ptr::copy_nonoverlapping(buffer.as_ptr(), row, cols);
+            }
+        }
+    }
+}
