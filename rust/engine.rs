@@ -9,6 +9,7 @@ use crate::config::{BertConfig, SentenceConfig};
 use crate::error::{Error, Result};
 use crate::kernels::Isa;
 use crate::model::BertModel;
+use crate::packing::PackedTokens;
 use crate::pooling;
 
 /// Far beyond any sensible count; refuses typos like `threads=10_000` before spawning.
@@ -89,18 +90,16 @@ impl SentenceEncoder {
     /// Normalize module when given.
     pub fn encode(&self, batch: &TokenBatch, normalize: Option<bool>) -> Result<Vec<f32>> {
         let normalize = normalize.unwrap_or(self.sentence.normalize);
-        let hidden = self.token_embeddings(batch)?;
-        let mut out = vec![0.0f32; batch.batch * self.output_dim()];
-        pooling::pool_into(
-            self.isa,
-            &hidden,
-            &batch.mask,
-            batch.seq_len,
-            self.config().hidden_size,
-            &self.sentence.pooling,
-            normalize,
-            &mut out,
-        );
+        let tokens = PackedTokens::new(batch);
+        let hidden = self.pool.install(|| self.model.forward_packed(&tokens));
+        let (dim, out_dim) = (self.config().hidden_size, self.output_dim());
+        let mut out = vec![0.0f32; batch.batch * out_dim];
+        // Straight from the packed tokens: padding was never computed, so it needs no mask.
+        for (sequence, row) in out.chunks_exact_mut(out_dim).enumerate() {
+            let range = tokens.range(sequence);
+            let real = &hidden[range.start * dim..range.end * dim];
+            pooling::pool_sequence(self.isa, real, dim, &self.sentence.pooling, normalize, row);
+        }
         Ok(out)
     }
 

@@ -35,51 +35,65 @@ pub fn pool_into(
     if hidden.len() != batch * seq * dim || out.len() != batch * out_dim {
         return;
     }
+    let mut real = Vec::with_capacity(seq * dim);
     for ((row_out, tokens), row_mask) in out
         .chunks_exact_mut(out_dim)
         .zip(hidden.chunks_exact(seq * dim))
         .zip(mask.chunks_exact(seq))
     {
-        let count = row_mask.iter().filter(|&&m| m == 1).count() as f32;
-        let real_tokens = || {
-            tokens
-                .chunks_exact(dim)
-                .zip(row_mask)
-                .filter(|(_, &m)| m == 1)
-                .map(|(token, _)| token)
-        };
-        for (segment, mode) in row_out.chunks_exact_mut(dim).zip(modes) {
-            match mode {
-                // The first real token, as sentence-transformers >= 6 takes it; with right
-                // padding that is position 0, the [CLS] token.
-                PoolingMode::Cls => {
-                    let first = row_mask.iter().position(|&m| m == 1).unwrap_or(0);
-                    segment.copy_from_slice(&tokens[first * dim..(first + 1) * dim]);
-                }
-                PoolingMode::Max => {
-                    segment.fill(MAX_POOL_FILL);
-                    for token in real_tokens() {
-                        kernels::max_assign(isa, segment, token);
-                    }
-                }
-                PoolingMode::Mean | PoolingMode::MeanSqrtLen => {
-                    segment.fill(0.0);
-                    for token in real_tokens() {
-                        kernels::add_assign(isa, segment, token);
-                    }
-                    let count = count.max(MIN_TOKEN_COUNT);
-                    let divisor = if *mode == PoolingMode::Mean {
-                        count
-                    } else {
-                        count.sqrt()
-                    };
-                    kernels::scale(isa, segment, 1.0 / divisor);
+        real.clear();
+        for (token, _) in tokens.chunks_exact(dim).zip(row_mask).filter(|(_, &m)| m == 1) {
+            real.extend_from_slice(token);
+        }
+        pool_sequence(isa, &real, dim, modes, normalize, row_out);
+    }
+}
+
+/// Pools one sequence's real tokens (`tokens`: [n, dim], padding already removed, as the
+/// packed forward pass produces them) into `out` ([dim * modes.len()]).
+pub fn pool_sequence(
+    isa: Isa,
+    tokens: &[f32],
+    dim: usize,
+    modes: &[PoolingMode],
+    normalize: bool,
+    out: &mut [f32],
+) {
+    if dim == 0 || out.len() != dim * modes.len() || !tokens.len().is_multiple_of(dim) {
+        return;
+    }
+    let count = (tokens.len() / dim) as f32;
+    for (segment, mode) in out.chunks_exact_mut(dim).zip(modes) {
+        match mode {
+            // The first real token, as sentence-transformers >= 6 takes it; with right
+            // padding that is position 0, the [CLS] token. No tokens: a zero vector.
+            PoolingMode::Cls => match tokens.get(..dim) {
+                Some(first) => segment.copy_from_slice(first),
+                None => segment.fill(0.0),
+            },
+            PoolingMode::Max => {
+                segment.fill(MAX_POOL_FILL);
+                for token in tokens.chunks_exact(dim) {
+                    kernels::max_assign(isa, segment, token);
                 }
             }
+            PoolingMode::Mean | PoolingMode::MeanSqrtLen => {
+                segment.fill(0.0);
+                for token in tokens.chunks_exact(dim) {
+                    kernels::add_assign(isa, segment, token);
+                }
+                let count = count.max(MIN_TOKEN_COUNT);
+                let divisor = if *mode == PoolingMode::Mean {
+                    count
+                } else {
+                    count.sqrt()
+                };
+                kernels::scale(isa, segment, 1.0 / divisor);
+            }
         }
-        if normalize {
-            normalize_in_place(isa, row_out);
-        }
+    }
+    if normalize {
+        normalize_in_place(isa, out);
     }
 }
 
@@ -109,7 +123,8 @@ mod tests {
                 let count = (real.len() as f64).max(1e-9);
                 (0..dim)
                     .map(|d| match mode {
-                        PoolingMode::Cls => token(real.first().copied().unwrap_or(0), d),
+                        // No real token (an all-padding row): nothing to pool, a zero vector.
+                        PoolingMode::Cls => real.first().map_or(0.0, |&t| token(t, d)),
                         PoolingMode::Max => real.iter().map(|&t| token(t, d)).fold(-1e9, f64::max),
                         PoolingMode::Mean => real.iter().map(|&t| token(t, d)).sum::<f64>() / count,
                         PoolingMode::MeanSqrtLen => {
@@ -224,5 +239,21 @@ mod tests {
         );
         assert_eq!(&both[..dim], &cls[..dim]);
         assert_eq!(&both[dim..2 * dim], &mean[..dim]);
+    }
+
+    /// Says which kernels run-time dispatch picked; `make valgrind` prints this line (valgrind's
+    /// emulated CPU has no AVX-512, so there the AVX2 kernels must be the ones chosen).
+    #[test]
+    fn reports_the_dispatched_isa() {
+        let available: Vec<&str> = Isa::available().iter().map(|isa| isa.name()).collect();
+        eprintln!(
+            "minilm_fast kernels: dispatch picked {} (available: {})",
+            Isa::detected().name(),
+            available.join(", ")
+        );
+        // The best available, unless MINILM_FAST_ISA asks for less.
+        if std::env::var_os("MINILM_FAST_ISA").is_none() {
+            assert_eq!(Isa::available().last(), Some(&Isa::detected()));
+        }
     }
 }
