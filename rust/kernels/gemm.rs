@@ -5,8 +5,9 @@
 //! single-threaded below a size threshold and reached ~45 GFLOP/s per core on these shapes,
 //! half of what a Zen 4 core does (2 × 256-bit FMA per cycle, ~95 GFLOP/s). The micro-kernels
 //! keep an MR × NR tile of C in registers over the whole K loop (AVX-512: 14 × 32 in 28 zmm,
-//! AVX2: 6 × 16 in 12 ymm), reading B from a contiguous K × NR panel and A from a packed
-//! K × MR panel, so each step is one broadcast and two loads per row of FMAs.
+//! AVX2: 6 × 16 in 12 ymm), reading B from a contiguous K × NR panel and A row by row (AVX2:
+//! from a packed K × MR tile), so each step is one broadcast and two loads per row of FMAs.
+//! Bias, activation and residual are applied per row of a task's block while it is in L2.
 //!
 //! Work is split into (row block × column range) tasks on the caller's rayon pool: row blocks
 //! when there are many rows, column ranges when there are few (one query), so both threads
@@ -228,37 +229,73 @@ pub unsafe fn matmul_to(
         if first_panel >= last_panel {
             return;
         }
-        let mut packed_a = vec![0.0f32; rows.len().div_ceil(mr) * mr * k];
-        pack_a(
-            &a[rows.start * lda..],
-            lda,
-            rows.len(),
-            k,
-            mr,
-            &mut packed_a,
-        );
-        for p in first_panel..last_panel {
-            let columns = p * nr..((p + 1) * nr).min(n);
-            for (t, tile_a) in packed_a.chunks_exact(mr * k).enumerate() {
-                let row0 = rows.start + t * mr;
-                let tile_rows = mr.min(rows.end - row0);
-                // SAFETY: tasks cover disjoint (rows, columns) rectangles of C, so no two
-                // threads write the same element; the rectangle lies inside the m × n block
-                // the caller vouched for.
-                let c_tile = unsafe { (c_addr as *mut f32).add(row0 * ldc + columns.start) };
-                run_tile(
-                    isa,
-                    tile_a,
-                    b.panel(p),
-                    k,
-                    c_tile,
-                    ldc,
-                    tile_rows,
-                    columns.len(),
-                    &epilogue,
-                    row0,
-                    columns.start,
-                );
+        // SAFETY (every `c_addr` use below): tasks cover disjoint (rows, columns) rectangles
+        // of C, so no two threads touch the same element; each rectangle lies inside the
+        // m × n block (row stride ldc) the caller vouched for.
+        if strided_a(isa) {
+            for p in first_panel..last_panel {
+                let columns = p * nr..((p + 1) * nr).min(n);
+                for row0 in rows.clone().step_by(mr) {
+                    let tile_rows = mr.min(rows.end - row0);
+                    // SAFETY: see above; A holds rows row0..row0+tile_rows of k floats.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        gemm_x86::strided_tile_avx512(
+                            k,
+                            a.as_ptr().add(row0 * lda),
+                            lda,
+                            b.panel(p).as_ptr(),
+                            (c_addr as *mut f32).add(row0 * ldc + columns.start),
+                            ldc,
+                            tile_rows,
+                            columns.len(),
+                        );
+                    }
+                }
+            }
+        } else {
+            let mut packed_a = vec![0.0f32; rows.len().div_ceil(mr) * mr * k];
+            pack_a(
+                &a[rows.start * lda..],
+                lda,
+                rows.len(),
+                k,
+                mr,
+                &mut packed_a,
+            );
+            for p in first_panel..last_panel {
+                let columns = p * nr..((p + 1) * nr).min(n);
+                for (t, tile_a) in packed_a.chunks_exact(mr * k).enumerate() {
+                    let row0 = rows.start + t * mr;
+                    // SAFETY: see above.
+                    let c_tile = unsafe { (c_addr as *mut f32).add(row0 * ldc + columns.start) };
+                    let tile_rows = mr.min(rows.end - row0);
+                    run_tile(
+                        isa,
+                        tile_a,
+                        b.panel(p),
+                        k,
+                        c_tile,
+                        ldc,
+                        tile_rows,
+                        columns.len(),
+                    );
+                }
+            }
+        }
+        // The epilogue once per row over the task's columns, while the block is in L2:
+        // one call per row instead of one per 32-column tile row.
+        if !matches!(epilogue, Epilogue::None) {
+            let (start, end) = (first_panel * nr, (last_panel * nr).min(n));
+            for row in rows {
+                // SAFETY: see above; columns start..end of this row belong to this task.
+                let out = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        (c_addr as *mut f32).add(row * ldc + start),
+                        end - start,
+                    )
+                };
+                apply_epilogue(isa, out, &epilogue, row, start);
             }
         }
     };
@@ -303,7 +340,44 @@ fn pack_a(a: &[f32], lda: usize, rows: usize, k: usize, mr: usize, out: &mut [f3
     }
 }
 
-/// One register tile: the micro-kernel, then the epilogue on the tile while it is in L1.
+fn strided_a(isa: Isa) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        isa.0 == Kind::Avx512
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = isa;
+        false
+    }
+}
+
+/// `out` = one row's columns `col0..col0 + out.len()` of C, finished in place.
+fn apply_epilogue(isa: Isa, out: &mut [f32], epilogue: &Epilogue, row: usize, col0: usize) {
+    let cols = out.len();
+    match *epilogue {
+        Epilogue::None => {}
+        Epilogue::Bias(bias) => vecmath::add(isa, out, &bias[col0..col0 + cols]),
+        Epilogue::BiasActivation { bias, activation } => {
+            vecmath::bias_activation(isa, out, &bias[col0..col0 + cols], activation)
+        }
+        Epilogue::BiasResidual {
+            bias,
+            residual,
+            ldr,
+        } => {
+            let start = row * ldr + col0;
+            vecmath::add2(
+                isa,
+                out,
+                &bias[col0..col0 + cols],
+                &residual[start..start + cols],
+            );
+        }
+    }
+}
+
+/// One register tile of the packed-A kernels (AVX2, portable).
 #[allow(clippy::too_many_arguments)]
 fn run_tile(
     isa: Isa,
@@ -314,47 +388,15 @@ fn run_tile(
     ldc: usize,
     rows: usize,
     cols: usize,
-    epilogue: &Epilogue,
-    row0: usize,
-    col0: usize,
 ) {
     // SAFETY: `isa` is supported by this CPU (an `Isa` proves it); `a` is a packed k × MR
-    // tile and `b` a packed k × NR panel of this ISA's shape (asserted in `matmul`); `c`
+    // tile and `b` a packed k × NR panel of this ISA's shape (asserted in `matmul_to`); `c`
     // points at a rows × cols rectangle of C with row stride ldc that only this task writes.
     unsafe {
         match isa.0 {
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx512 => gemm_x86::tile_avx512(k, a.as_ptr(), b.as_ptr(), c, ldc, rows, cols),
-            #[cfg(target_arch = "x86_64")]
             Kind::Avx2Fma => gemm_x86::tile_avx2(k, a.as_ptr(), b.as_ptr(), c, ldc, rows, cols),
             _ => tile_scalar(k, a, b, c, ldc, rows, cols),
-        }
-    }
-    if matches!(epilogue, Epilogue::None) {
-        return;
-    }
-    for i in 0..rows {
-        // SAFETY: row i of the tile is `cols` elements inside C (see above).
-        let out = unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols) };
-        match *epilogue {
-            Epilogue::None => {}
-            Epilogue::Bias(bias) => vecmath::add(isa, out, &bias[col0..col0 + cols]),
-            Epilogue::BiasActivation { bias, activation } => {
-                vecmath::bias_activation(isa, out, &bias[col0..col0 + cols], activation)
-            }
-            Epilogue::BiasResidual {
-                bias,
-                residual,
-                ldr,
-            } => {
-                let start = (row0 + i) * ldr + col0;
-                vecmath::add2(
-                    isa,
-                    out,
-                    &bias[col0..col0 + cols],
-                    &residual[start..start + cols],
-                );
-            }
         }
     }
 }

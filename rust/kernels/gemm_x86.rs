@@ -1,5 +1,7 @@
 //! The x86 GEMM micro-kernels: an MR × NR tile of C held in registers over the whole K loop.
-//! Callers (kernels::gemm) check the CPU features through `Isa` and hand over packed panels.
+//! Callers (kernels::gemm) check the CPU features through `Isa` and hand over packed B panels.
+//! AVX-512 reads A in place (the broadcast folds into the FMA; a kernel per row count keeps
+//! partial tiles exact); AVX2 reads a packed K × MR tile of A.
 
 use std::arch::x86_64::*;
 
@@ -9,52 +11,6 @@ pub const NR_512: usize = 32;
 /// AVX2: 6 rows × 16 columns = 12 ymm accumulators, 2 for B, 1 broadcast (15 of 16).
 pub const MR_256: usize = 6;
 pub const NR_256: usize = 16;
-
-/// `C[rows × cols] = A·B` for one tile.
-///
-/// # Safety
-/// The CPU must support AVX-512F. `a` points at a packed `k × MR_512` tile, `b` at a packed
-/// `k × NR_512` panel, `c` at `rows ≤ MR_512` rows of `cols ≤ NR_512` writable floats with row
-/// stride `ldc`.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn tile_avx512(
-    k: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    rows: usize,
-    cols: usize,
-) {
-    let mut low = [_mm512_setzero_ps(); MR_512];
-    let mut high = [_mm512_setzero_ps(); MR_512];
-    // SAFETY: kk < k keeps every read inside the packed tile (k × 14) and panel (k × 32).
-    unsafe {
-        for kk in 0..k {
-            let b0 = _mm512_loadu_ps(b.add(kk * NR_512));
-            let b1 = _mm512_loadu_ps(b.add(kk * NR_512 + 16));
-            let ak = a.add(kk * MR_512);
-            for i in 0..MR_512 {
-                let ai = _mm512_set1_ps(*ak.add(i));
-                low[i] = _mm512_fmadd_ps(ai, b0, low[i]);
-                high[i] = _mm512_fmadd_ps(ai, b1, high[i]);
-            }
-        }
-    }
-    let mask_low = lanes(cols.min(16));
-    let mask_high = lanes(cols.saturating_sub(16));
-    // SAFETY: only rows < `rows` and (masked) columns < `cols` are written, inside the
-    // rectangle the caller owns.
-    unsafe {
-        for i in 0..rows {
-            let row = c.add(i * ldc);
-            _mm512_mask_storeu_ps(row, mask_low, low[i]);
-            if cols > 16 {
-                _mm512_mask_storeu_ps(row.add(16), mask_high, high[i]);
-            }
-        }
-    }
-}
 
 #[inline]
 fn lanes(n: usize) -> __mmask16 {
@@ -110,6 +66,87 @@ pub unsafe fn tile_avx2(
                 _mm256_storeu_ps(buffer.as_mut_ptr().add(8), high[i]);
                 std::ptr::copy_nonoverlapping(buffer.as_ptr(), row, cols);
             }
+        }
+    }
+}
+
+/// `C[R × cols] = A·B` for one tile, A read in place: row `i` at `a + i * lda`.
+///
+/// # Safety
+/// The CPU must support AVX-512F. `a` points at `R` rows of `k` readable floats with row
+/// stride `lda`, `b` at a packed `k × NR_512` panel, `c` at `R` rows of `cols ≤ NR_512`
+/// writable floats with row stride `ldc`.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn rows_avx512<const R: usize>(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    let mut low = [_mm512_setzero_ps(); R];
+    let mut high = [_mm512_setzero_ps(); R];
+    // SAFETY: kk < k and i < R keep every read inside the rows and the panel.
+    unsafe {
+        for kk in 0..k {
+            let b0 = _mm512_loadu_ps(b.add(kk * NR_512));
+            let b1 = _mm512_loadu_ps(b.add(kk * NR_512 + 16));
+            for i in 0..R {
+                let ai = _mm512_set1_ps(*a.add(i * lda + kk));
+                low[i] = _mm512_fmadd_ps(ai, b0, low[i]);
+                high[i] = _mm512_fmadd_ps(ai, b1, high[i]);
+            }
+        }
+    }
+    let mask_low = lanes(cols.min(16));
+    let mask_high = lanes(cols.saturating_sub(16));
+    // SAFETY: only the R rows and (masked) columns < `cols` are written.
+    unsafe {
+        for i in 0..R {
+            let row = c.add(i * ldc);
+            _mm512_mask_storeu_ps(row, mask_low, low[i]);
+            if cols > 16 {
+                _mm512_mask_storeu_ps(row.add(16), mask_high, high[i]);
+            }
+        }
+    }
+}
+
+/// `rows_avx512` for a run-time row count `1..=MR_512`.
+///
+/// # Safety
+/// As `rows_avx512` with `R = rows`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn strided_tile_avx512(
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+) {
+    // SAFETY: forwarded from the caller with R = rows.
+    unsafe {
+        match rows {
+            14 => rows_avx512::<14>(k, a, lda, b, c, ldc, cols),
+            13 => rows_avx512::<13>(k, a, lda, b, c, ldc, cols),
+            12 => rows_avx512::<12>(k, a, lda, b, c, ldc, cols),
+            11 => rows_avx512::<11>(k, a, lda, b, c, ldc, cols),
+            10 => rows_avx512::<10>(k, a, lda, b, c, ldc, cols),
+            9 => rows_avx512::<9>(k, a, lda, b, c, ldc, cols),
+            8 => rows_avx512::<8>(k, a, lda, b, c, ldc, cols),
+            7 => rows_avx512::<7>(k, a, lda, b, c, ldc, cols),
+            6 => rows_avx512::<6>(k, a, lda, b, c, ldc, cols),
+            5 => rows_avx512::<5>(k, a, lda, b, c, ldc, cols),
+            4 => rows_avx512::<4>(k, a, lda, b, c, ldc, cols),
+            3 => rows_avx512::<3>(k, a, lda, b, c, ldc, cols),
+            2 => rows_avx512::<2>(k, a, lda, b, c, ldc, cols),
+            1 => rows_avx512::<1>(k, a, lda, b, c, ldc, cols),
+            _ => {}
         }
     }
 }

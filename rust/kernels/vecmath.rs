@@ -11,18 +11,43 @@ use crate::config::Activation;
 
 const LANES: usize = 16;
 
+/// `a * b + c`, fused into one FMA where the instruction set has it. Rust never fuses on its
+/// own, and `f32::mul_add` without FMA hardware is a slow library call, hence two flavours.
+trait MulAdd {
+    fn mul_add(a: f32, b: f32, c: f32) -> f32;
+}
+
+/// For the AVX2+FMA and AVX-512 builds of a body.
+struct Fused;
+/// For the portable build.
+struct Separate;
+
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+impl MulAdd for Separate {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
 /// Runs `body(args...)` compiled for the instruction set `isa` names.
 macro_rules! with_isa {
     ($isa:expr, fn $body:ident($($name:ident: $ty:ty),*) $(-> $ret:ty)?) => {{
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f")]
         unsafe fn avx512($($name: $ty),*) $(-> $ret)? {
-            $body($($name),*)
+            $body::<Fused>($($name),*)
         }
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2($($name: $ty),*) $(-> $ret)? {
-            $body($($name),*)
+            $body::<Fused>($($name),*)
         }
         match $isa.0 {
             // SAFETY: an `Isa` names only instruction sets this CPU supports; the bodies are
@@ -31,7 +56,7 @@ macro_rules! with_isa {
             Kind::Avx512 => unsafe { avx512($($name),*) },
             #[cfg(target_arch = "x86_64")]
             Kind::Avx2Fma => unsafe { avx2($($name),*) },
-            _ => $body($($name),*),
+            _ => $body::<Separate>($($name),*),
         }
     }};
 }
@@ -62,42 +87,42 @@ pub fn softmax_scaled(isa: Isa, row: &mut [f32], scale: f32) {
 }
 
 #[inline(always)]
-fn add_body(out: &mut [f32], x: &[f32]) {
+fn add_body<M: MulAdd>(out: &mut [f32], x: &[f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
         *o += v;
     }
 }
 
 #[inline(always)]
-fn add2_body(out: &mut [f32], x: &[f32], y: &[f32]) {
+fn add2_body<M: MulAdd>(out: &mut [f32], x: &[f32], y: &[f32]) {
     for ((o, &a), &b) in out.iter_mut().zip(x).zip(y) {
         *o += a + b;
     }
 }
 
 #[inline(always)]
-fn bias_activation_body(out: &mut [f32], bias: &[f32], activation: Activation) {
+fn bias_activation_body<M: MulAdd>(out: &mut [f32], bias: &[f32], activation: Activation) {
     let pairs = out.iter_mut().zip(bias);
     match activation {
-        Activation::GeluErf => pairs.for_each(|(o, &b)| *o = gelu_erf(*o + b)),
-        Activation::GeluTanh => pairs.for_each(|(o, &b)| *o = gelu_tanh(*o + b)),
+        Activation::GeluErf => pairs.for_each(|(o, &b)| *o = gelu_erf::<M>(*o + b)),
+        Activation::GeluTanh => pairs.for_each(|(o, &b)| *o = gelu_tanh::<M>(*o + b)),
         Activation::Relu => pairs.for_each(|(o, &b)| *o = (*o + b).max(0.0)),
     }
 }
 
 #[inline(always)]
-fn layer_norm_body(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+fn layer_norm_body<M: MulAdd>(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = row.len() as f32;
     let mean = lane_sum(row, |x| x) / n;
     let var = lane_sum(row, |x| (x - mean) * (x - mean)) / n;
     let inv_std = 1.0 / (var + eps).sqrt();
     for ((x, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
-        *x = (*x - mean) * inv_std * g + b;
+        *x = M::mul_add((*x - mean) * inv_std, g, b);
     }
 }
 
 #[inline(always)]
-fn softmax_body(row: &mut [f32], scale: f32) {
+fn softmax_body<M: MulAdd>(row: &mut [f32], scale: f32) {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let mut chunks = row.chunks_exact(LANES);
     for chunk in &mut chunks {
@@ -111,7 +136,7 @@ fn softmax_body(row: &mut [f32], scale: f32) {
         .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
     let max = lanes.iter().fold(tail_max, |m, &x| m.max(x)) * scale;
     for x in row.iter_mut() {
-        *x = exp(*x * scale - max);
+        *x = exp::<M>(M::mul_add(*x, scale, -max));
     }
     let inv_sum = 1.0 / lane_sum(row, |x| x);
     for x in row.iter_mut() {
@@ -136,57 +161,57 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 /// `e^x`, within 2 ulp for x in [-87, 88] (Cephes' expf polynomial), branch-free: 2^n from
 /// the exponent bits, n = round(x / ln 2).
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+fn exp<M: MulAdd>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let x = x.clamp(-87.0, 88.0);
     let n = (x * LOG2E + 0.5).floor();
-    let r = x - n * LN2_HI - n * LN2_LO;
+    let r = M::mul_add(-n, LN2_LO, M::mul_add(-n, LN2_HI, x));
     let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
+    p = M::mul_add(p, r, 1.398_199_9e-3);
+    p = M::mul_add(p, r, 8.333_452e-3);
+    p = M::mul_add(p, r, 4.166_579_6e-2);
+    p = M::mul_add(p, r, 1.666_666_5e-1);
+    p = M::mul_add(p, r, 0.5);
+    let y = M::mul_add(p * r, r, r + 1.0);
     y * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
 /// `erfc(z)` for `z >= 0`, relative error below 1.2e-7 (the Chebyshev fit of Numerical
 /// Recipes' `erfcc`), branch-free.
 #[inline(always)]
-fn erfc_nonnegative(z: f32) -> f32 {
-    let t = 1.0 / (1.0 + 0.5 * z);
+fn erfc_nonnegative<M: MulAdd>(z: f32) -> f32 {
+    let t = 1.0 / M::mul_add(0.5, z, 1.0);
     let mut p = 0.170_872_77_f32;
-    p = p * t - 0.822_152_23;
-    p = p * t + 1.488_515_9;
-    p = p * t - 1.135_204;
-    p = p * t + 0.278_868_07;
-    p = p * t - 0.186_288_06;
-    p = p * t + 0.096_784_18;
-    p = p * t + 0.374_091_96;
-    p = p * t + 1.000_023_7;
-    p = p * t - 1.265_512_2;
-    t * exp(-z * z + p)
+    p = M::mul_add(p, t, -0.822_152_23);
+    p = M::mul_add(p, t, 1.488_515_9);
+    p = M::mul_add(p, t, -1.135_204);
+    p = M::mul_add(p, t, 0.278_868_07);
+    p = M::mul_add(p, t, -0.186_288_06);
+    p = M::mul_add(p, t, 0.096_784_18);
+    p = M::mul_add(p, t, 0.374_091_96);
+    p = M::mul_add(p, t, 1.000_023_7);
+    p = M::mul_add(p, t, -1.265_512_2);
+    t * exp::<M>(M::mul_add(-z, z, p))
 }
 
 /// GELU with erf: `x Φ(x) = x/2 · (1 + erf(x/√2))`, via erfc so large negative inputs keep
 /// their tiny values instead of cancelling to zero.
 #[inline(always)]
-pub(crate) fn gelu_erf(x: f32) -> f32 {
-    let tail = erfc_nonnegative(x.abs() * std::f32::consts::FRAC_1_SQRT_2);
+fn gelu_erf<M: MulAdd>(x: f32) -> f32 {
+    let tail = erfc_nonnegative::<M>(x.abs() * std::f32::consts::FRAC_1_SQRT_2);
     let twice_phi = if x >= 0.0 { 2.0 - tail } else { tail };
     0.5 * x * twice_phi
 }
 
 /// transformers' `gelu_new`: `x/2 · (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
 #[inline(always)]
-pub(crate) fn gelu_tanh(x: f32) -> f32 {
+fn gelu_tanh<M: MulAdd>(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     let u = SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x);
     // tanh(u) = 1 - 2 / (e^{2u} + 1), finite for every u after exp's clamp.
-    let tanh = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+    let tanh = 1.0 - 2.0 / (exp::<M>(2.0 * u) + 1.0);
     0.5 * x * (1.0 + tanh)
 }
 
@@ -198,15 +223,15 @@ mod tests {
     fn exp_is_within_a_few_ulp() {
         let mut x = -87.0f32;
         while x < 88.0 {
-            let (got, want) = (exp(x) as f64, (x as f64).exp());
+            let (got, want) = (exp::<Separate>(x) as f64, (x as f64).exp());
             assert!(
                 ((got - want) / want).abs() < 3e-7,
                 "exp({x}) = {got}, want {want}"
             );
             x += 0.013;
         }
-        assert_eq!(exp(-1000.0), exp(-87.0));
-        assert!(exp(1000.0).is_finite());
+        assert_eq!(exp::<Separate>(-1000.0), exp::<Separate>(-87.0));
+        assert!(exp::<Separate>(1000.0).is_finite());
     }
 
     #[test]
@@ -214,16 +239,14 @@ mod tests {
         for i in -2000..2000 {
             let x = i as f32 * 0.005;
             let exact = 0.5 * x * (1.0 + candle_core::cpu::erf::erf_f32(x / 2f32.sqrt()));
-            assert!(
-                (gelu_erf(x) - exact).abs() < 2e-6,
-                "gelu({x}) {} {exact}",
-                gelu_erf(x)
-            );
+            let got = gelu_erf::<Separate>(x);
+            assert!((got - exact).abs() < 2e-6, "gelu({x}) {got} {exact}");
             let u = 0.797_884_6 * (x + 0.044_715 * x * x * x);
             let tanh_exact = 0.5 * x * (1.0 + u.tanh());
-            assert!((gelu_tanh(x) - tanh_exact).abs() < 2e-6, "gelu_tanh({x})");
+            let got = gelu_tanh::<Separate>(x);
+            assert!((got - tanh_exact).abs() < 2e-6, "gelu_tanh({x})");
         }
-        assert!(gelu_erf(-12.0).abs() < 1e-20 && gelu_erf(12.0) == 12.0);
+        assert!(gelu_erf::<Separate>(-12.0).abs() < 1e-20 && gelu_erf::<Separate>(12.0) == 12.0);
     }
 
     #[test]
