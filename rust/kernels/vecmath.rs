@@ -135,10 +135,21 @@ fn softmax_body<M: MulAdd>(row: &mut [f32], scale: f32) {
         .iter()
         .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
     let max = lanes.iter().fold(tail_max, |m, &x| m.max(x)) * scale;
-    for x in row.iter_mut() {
-        *x = exp::<M>(M::mul_add(*x, scale, -max));
+    // Exponentials and their sum in one pass over the row.
+    let mut sums = [0.0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (x, sum) in chunk.iter_mut().zip(sums.iter_mut()) {
+            *x = exp::<M>(M::mul_add(*x, scale, -max));
+            *sum += *x;
+        }
     }
-    let inv_sum = 1.0 / lane_sum(row, |x| x);
+    let mut total = 0.0;
+    for x in chunks.into_remainder() {
+        *x = exp::<M>(M::mul_add(*x, scale, -max));
+        total += *x;
+    }
+    let inv_sum = 1.0 / (sums.iter().sum::<f32>() + total);
     for x in row.iter_mut() {
         *x *= inv_sum;
     }
