@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import numpy.typing as npt
@@ -75,3 +79,40 @@ def test_single_threaded_engine_matches_too(
     one = Encoder(str(model_dir), threads=1)
     got, _ = one.encode(parity_texts[:64], batch_size=16, return_truncation=True)
     assert _cosines(got, parity_reference[:64]).min() >= COSINE_FLOOR
+
+
+@pytest.mark.parametrize("isa", ["avx2", "scalar"])
+def test_lesser_instruction_sets_match_too(
+    model_dir: object,
+    parity_texts: list[str],
+    parity_reference: npt.NDArray[np.float32],
+    isa: str,
+    tmp_path: pathlib.Path,
+) -> None:
+    """The kernels a machine without AVX-512 runs (forced with MINILM_FAST_ISA), end to end."""
+    script = (
+        "import json, sys, numpy as np\n"
+        "from minilm_fast import Encoder\n"
+        "encoder = Encoder(sys.argv[1], threads=2)\n"
+        "texts = json.loads(open(sys.argv[2], encoding='utf-8').read())\n"
+        "np.save(sys.argv[3], encoder.encode(texts, return_truncation=True)[0])\n"
+        "print(encoder.native.isa)\n"
+    )
+    picked = list(range(0, len(parity_texts), 13))  # 31 varied texts, long ones included
+    texts_file = tmp_path / "texts.json"
+    texts_file.write_text(json.dumps([parity_texts[i] for i in picked]), encoding="utf-8")
+    out = tmp_path / "out.npy"
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(model_dir), str(texts_file), str(out)],
+        env={**os.environ, "MINILM_FAST_ISA": isa},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    ran = result.stdout.strip()
+    if not ran.startswith(isa):
+        pytest.skip(f"this CPU cannot run {isa} (ran {ran})")
+    cos = _cosines(np.load(out), parity_reference[picked])
+    assert cos.min() >= COSINE_FLOOR, f"{isa}: min cosine {cos.min()}"
