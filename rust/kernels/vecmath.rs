@@ -169,15 +169,19 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// `e^x`, within 2 ulp for x in [-87, 88] (Cephes' expf polynomial), branch-free: 2^n from
-/// the exponent bits, n = round(x / ln 2).
+/// `e^x`, within 2 ulp for x in [-87, 88] (Cephes' expf polynomial), branch-free: n =
+/// round(x / ln 2) and 2^n come from adding 1.5 · 2^23, which leaves n in the low mantissa
+/// bits. (A float-to-int `as` cast would not vectorise: Rust's saturating semantics make the
+/// compiler convert lane by lane.)
 #[inline(always)]
 fn exp<M: MulAdd>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUNDER: f32 = 12_582_912.0; // 1.5 * 2^23
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + 0.5).floor();
+    let shifted = M::mul_add(x, LOG2E, ROUNDER);
+    let n = shifted - ROUNDER;
     let r = M::mul_add(-n, LN2_LO, M::mul_add(-n, LN2_HI, x));
     let mut p = 1.987_569_1e-4_f32;
     p = M::mul_add(p, r, 1.398_199_9e-3);
@@ -186,7 +190,9 @@ fn exp<M: MulAdd>(x: f32) -> f32 {
     p = M::mul_add(p, r, 1.666_666_5e-1);
     p = M::mul_add(p, r, 0.5);
     let y = M::mul_add(p * r, r, r + 1.0);
-    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // n + 127 in the exponent field: 2^n, with n in [-126, 127] after the clamp.
+    let exponent = shifted.to_bits().wrapping_sub(ROUNDER.to_bits()).wrapping_add(127);
+    y * f32::from_bits(exponent << 23)
 }
 
 /// `erfc(z)` for `z >= 0`, relative error below 1.2e-7 (the Chebyshev fit of Numerical
