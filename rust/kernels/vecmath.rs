@@ -191,7 +191,10 @@ fn exp<M: MulAdd>(x: f32) -> f32 {
     p = M::mul_add(p, r, 0.5);
     let y = M::mul_add(p * r, r, r + 1.0);
     // n + 127 in the exponent field: 2^n, with n in [-126, 127] after the clamp.
-    let exponent = shifted.to_bits().wrapping_sub(ROUNDER.to_bits()).wrapping_add(127);
+    let exponent = shifted
+        .to_bits()
+        .wrapping_sub(ROUNDER.to_bits())
+        .wrapping_add(127);
     y * f32::from_bits(exponent << 23)
 }
 
