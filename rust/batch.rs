@@ -1,6 +1,8 @@
 //! Caller-supplied token arrays, checked and converted to what the encoder indexes with.
 //! Every id is range-checked here, once, so nothing later can read outside an embedding table.
 
+use std::sync::OnceLock;
+
 use ndarray::ArrayView2;
 
 use crate::config::BertConfig;
@@ -78,6 +80,7 @@ impl TokenBatch {
                 config.max_position_embeddings, config.max_position_embeddings
             )));
         }
+        check_working_memory(batch, seq_len, config, memory_limit())?;
 
         let ids = read_in_range("input_ids", input_ids, config.vocab_size)?;
         let type_ids = match token_type_ids {
@@ -113,6 +116,69 @@ impl TokenBatch {
             .map(|row| row.iter().map(|&m| usize::from(m)).sum())
             .collect()
     }
+}
+
+/// Bytes the forward pass may hold at once for `batch` rows of `seq_len` tokens: per token a few
+/// hidden-size activations, the feed-forward intermediate and a row of attention scores per
+/// head (twice: scores and probabilities), in f32. Deliberately generous (the measured peak is
+/// about 0.6 of it), so that a batch it lets through fits.
+pub fn working_bytes(batch: usize, seq_len: usize, config: &BertConfig) -> u128 {
+    let per_token = 8 * config.hidden_size as u128
+        + config.intermediate_size as u128
+        + 2 * config.num_heads as u128 * seq_len as u128;
+    batch as u128 * seq_len as u128 * per_token * 4
+}
+
+/// Refuses a batch whose working memory would exceed `limit` bytes. Without this, a caller's
+/// (batch, sequence) array of a few hundred MB asks the forward pass for tens of GB: the
+/// allocation aborts the process, or the kernel's OOM killer ends it. A ValueError leaves the
+/// process running and says how to split the batch.
+fn check_working_memory(
+    batch: usize,
+    seq_len: usize,
+    config: &BertConfig,
+    limit: u64,
+) -> Result<()> {
+    let needed = working_bytes(batch, seq_len, config);
+    if needed <= u128::from(limit) {
+        return Ok(());
+    }
+    let per_row = working_bytes(1, seq_len, config).max(1);
+    let rows = u128::from(limit) / per_row;
+    let gib = |bytes: u128| bytes as f64 / f64::from(1u32 << 30);
+    Err(Error::InvalidInput(format!(
+        "a batch of {batch} sequences of {seq_len} tokens needs about {:.1} GiB of working \
+         memory, more than the {:.1} GiB this process may use; split it into batches of at \
+         most {rows} sequences",
+        gib(needed),
+        gib(u128::from(limit)),
+    )))
+}
+
+/// Memory this process may use: the machine's RAM, or less when a cgroup (container) limit or
+/// an address-space limit (`ulimit -v`) is set. Read once; 64 GiB when none can be read.
+fn memory_limit() -> u64 {
+    static LIMIT: OnceLock<u64> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let read = |path: &str| std::fs::read_to_string(path).ok();
+        let number = |text: &str| text.trim().parse::<u64>().ok();
+        let total = read("/proc/meminfo").and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            number(line.split_whitespace().nth(1)?)?.checked_mul(1024)
+        });
+        let address_space = read("/proc/self/limits").and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("Max address space"))?;
+            number(line.split_whitespace().nth(3)?) // "unlimited" is no number
+        });
+        let cgroup_v2 = read("/sys/fs/cgroup/memory.max").and_then(|t| number(&t));
+        let cgroup_v1 =
+            read("/sys/fs/cgroup/memory/memory.limit_in_bytes").and_then(|t| number(&t));
+        [total, address_space, cgroup_v2, cgroup_v1]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(64 << 30)
+    })
 }
 
 fn check_same_shape(name: &str, got: (usize, usize), want: (usize, usize)) -> Result<()> {
@@ -272,6 +338,21 @@ mod tests {
             &config()
         )
         .is_err());
+
+        // A batch whose activations would not fit in memory is refused before any is made.
+        let big = crate::config::BertConfig::from_json(
+            r#"{"hidden_size":384,"num_hidden_layers":6,"num_attention_heads":12,
+                "intermediate_size":1536,"vocab_size":30522,"max_position_embeddings":512}"#,
+        )
+        .unwrap();
+        let err = check_working_memory(40_000, 256, &big, 24 << 30).unwrap_err();
+        assert!(
+            err.to_string().contains("split it into batches of at most"),
+            "{err}"
+        );
+        assert!(check_working_memory(32, 256, &big, 1 << 30).is_ok());
+        assert!(check_working_memory(usize::MAX, usize::MAX, &big, u64::MAX).is_err());
+        assert!(memory_limit() > 0);
 
         let no_rows = Array2::<i64>::zeros((0, 0));
         let batch = TokenBatch::new(

@@ -245,8 +245,12 @@ impl SentenceConfig {
     /// A folder without `modules.json` is a plain transformers checkpoint: the default applies.
     pub fn from_dir(model_dir: &Path) -> Result<Self> {
         let modules_path = model_dir.join("modules.json");
-        if !modules_path.exists() {
-            return Ok(Self::default());
+        // Only a modules.json that is not there at all means a plain checkpoint; one that is
+        // there but unreadable (a symlink loop, no permission) is an error, not mean pooling.
+        match std::fs::symlink_metadata(&modules_path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => return Err(io_error(&modules_path, source)),
+            Ok(_) => {}
         }
         let bad = |path: &Path, message: String| Error::BadConfig {
             path: path.to_owned(),
@@ -364,8 +368,41 @@ fn read_pooling(path: &Path) -> Result<Vec<PoolingMode>> {
     Ok(modes)
 }
 
+/// Largest configuration file read. The real ones are a few hundred bytes; the cap keeps a path
+/// that ends at a huge file or a device (`/dev/zero`) from filling memory.
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// The text of a configuration file, which must be a regular file of at most 16 MiB: a FIFO
+/// would block the open forever and a device would never end.
 pub(crate) fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| io_error(path, source))
+    let bad = |message: String| Error::BadConfig {
+        path: path.to_owned(),
+        message,
+    };
+    let metadata = std::fs::metadata(path).map_err(|source| io_error(path, source))?;
+    if !metadata.is_file() {
+        return Err(bad("not a regular file".to_owned()));
+    }
+    let too_big = || {
+        bad(format!(
+            "larger than the {MAX_CONFIG_BYTES} bytes a configuration file may have"
+        ))
+    };
+    if metadata.len() > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    let file = std::fs::File::open(path).map_err(|source| io_error(path, source))?;
+    let mut text = String::new();
+    // `take` also bounds a file that grows between the size check and the read.
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(file, MAX_CONFIG_BYTES + 1),
+        &mut text,
+    )
+    .map_err(|source| io_error(path, source))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    Ok(text)
 }
 
 /// A missing file gets its own variant (FileNotFoundError in Python); other I/O errors keep the cause.
@@ -484,6 +521,32 @@ mod tests {
         .unwrap();
         let err = SentenceConfig::from_dir(&dir).unwrap_err();
         assert!(err.to_string().contains("lasttoken"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn configuration_files_must_be_small_regular_files() {
+        let dir = std::env::temp_dir().join(format!("minilm_fast_read_{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("folder.json")).unwrap();
+        let err = read_text(&dir.join("folder.json")).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let big = dir.join("big.json");
+        let file = std::fs::File::create(&big).unwrap();
+        file.set_len(MAX_CONFIG_BYTES + 1).unwrap();
+        let err = read_text(&big).unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+        assert!(matches!(
+            read_text(&dir.join("missing.json")),
+            Err(Error::MissingFile { .. })
+        ));
+        #[cfg(unix)]
+        {
+            let err = read_text(Path::new("/dev/zero")).unwrap_err();
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+            // A modules.json that is a dangling or looping link is an error, not "absent".
+            std::os::unix::fs::symlink("modules.json", dir.join("modules.json")).unwrap();
+            assert!(SentenceConfig::from_dir(&dir).is_err());
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -42,7 +42,11 @@ pub fn pool_into(
         .zip(mask.chunks_exact(seq))
     {
         real.clear();
-        for (token, _) in tokens.chunks_exact(dim).zip(row_mask).filter(|(_, &m)| m == 1) {
+        for (token, _) in tokens
+            .chunks_exact(dim)
+            .zip(row_mask)
+            .filter(|(_, &m)| m == 1)
+        {
             real.extend_from_slice(token);
         }
         pool_sequence(isa, &real, dim, modes, normalize, row_out);

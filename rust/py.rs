@@ -5,12 +5,14 @@
 //! NumPy without a copy.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use numpy::ndarray::{Array2, Array3};
 use numpy::prelude::*;
 use numpy::{PyArray2, PyArray3, PyReadonlyArray2, PyUntypedArray};
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::batch::{IdsView, TokenBatch};
 use crate::engine::SentenceEncoder;
@@ -73,6 +75,29 @@ fn extract_ids<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Ids<'py>> {
         )));
     }
     let dtype = array.dtype();
+    // rust-numpy views memory in place assuming aligned elements and strides that are whole
+    // elements; a field of a packed record array (stride 9 for int64) or a buffer at an odd
+    // offset breaks both, and would be read as other numbers. Such arrays, and byte-swapped
+    // ones, are copied once into an aligned native-order array (numpy does the conversion).
+    let is_id_dtype = dtype.kind() == b'i' && matches!(dtype.itemsize(), 4 | 8);
+    if is_id_dtype && (!array.is_aligned() || dtype.is_native_byteorder() == Some(false)) {
+        let native = dtype.call_method1("newbyteorder", ("=",))?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("dtype", native)?;
+        kwargs.set_item("copy", true)?;
+        // `copy=True`: `ascontiguousarray` would hand back an unaligned C-contiguous input as is.
+        let copy = py
+            .import("numpy")?
+            .getattr("array")?
+            .call((obj,), Some(&kwargs))?;
+        let copied = copy.cast::<PyUntypedArray>()?;
+        if !copied.is_aligned() || copied.dtype().is_native_byteorder() == Some(false) {
+            return Err(PyValueError::new_err(format!(
+                "{name} could not be copied into aligned memory"
+            )));
+        }
+        return extract_ids(name, &copy);
+    }
     let borrowed =
         |e: numpy::BorrowError| PyValueError::new_err(format!("{name} cannot be read: {e}"));
     if dtype.is_equiv_to(&numpy::dtype::<i64>(py)) {
@@ -92,14 +117,60 @@ fn extract_ids<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Ids<'py>> {
 /// A loaded model. Immutable after construction, so one instance serves many threads at once.
 #[pyclass(frozen, module = "minilm_fast._minilm_fast", name = "NativeModel")]
 struct NativeModel {
-    inner: SentenceEncoder,
+    model_dir: PathBuf,
+    threads: Option<usize>,
+    loaded: Mutex<Loaded>,
+}
+
+/// The engine, and the process it was loaded in.
+struct Loaded {
+    pid: u32,
+    engine: Arc<SentenceEncoder>,
 }
 
 impl NativeModel {
+    /// The engine as loaded; for attributes, which need no worker threads.
+    fn current(&self) -> Arc<SentenceEncoder> {
+        let loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(&loaded.engine)
+    }
+
+    /// The engine to compute with in this process.
+    ///
+    /// After `os.fork()` the child has a copy of the engine whose worker threads do not exist
+    /// (fork copies only the calling thread), so a call would wait for them forever. The child
+    /// therefore loads the model again on its first call. The lock is only ever taken with the
+    /// GIL held and released before it is, so no thread holds it while another forks.
+    fn engine(&self, py: Python<'_>) -> PyResult<Arc<SentenceEncoder>> {
+        let pid = std::process::id();
+        {
+            let loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+            if loaded.pid == pid {
+                return Ok(Arc::clone(&loaded.engine));
+            }
+        }
+        let fresh = py.detach(|| SentenceEncoder::load(&self.model_dir, self.threads))?;
+        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        if loaded.pid != pid {
+            let inherited = std::mem::replace(
+                &mut *loaded,
+                Loaded {
+                    pid,
+                    engine: Arc::new(fresh),
+                },
+            );
+            // Dropping the parent's pool here would signal threads that do not exist, through
+            // locks that one of them may have held at the fork: leak it instead (its memory is
+            // the parent's, shared copy-on-write).
+            std::mem::forget(inherited);
+        }
+        Ok(Arc::clone(&loaded.engine))
+    }
+
     /// Reads and validates the arrays while the GIL is held; after this, no NumPy memory is
     /// touched, so the compute can run without the GIL.
     fn batch(
-        &self,
+        engine: &SentenceEncoder,
         input_ids: &Bound<'_, PyAny>,
         attention_mask: &Bound<'_, PyAny>,
         token_type_ids: Option<&Bound<'_, PyAny>>,
@@ -113,7 +184,7 @@ impl NativeModel {
             ids.view(),
             mask.view(),
             types.as_ref().map(Ids::view),
-            self.inner.config(),
+            engine.config(),
         )?)
     }
 }
@@ -134,8 +205,15 @@ impl NativeModel {
             Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
             None => None,
         };
-        let inner = py.detach(|| SentenceEncoder::load(&model_dir, threads))?;
-        Ok(Self { inner })
+        let engine = py.detach(|| SentenceEncoder::load(&model_dir, threads))?;
+        Ok(Self {
+            model_dir,
+            threads,
+            loaded: Mutex::new(Loaded {
+                pid: std::process::id(),
+                engine: Arc::new(engine),
+            }),
+        })
     }
 
     /// Sentence embeddings, float32 (batch, output_dim), C-contiguous, owned by the caller.
@@ -148,9 +226,10 @@ impl NativeModel {
         token_type_ids: Option<&Bound<'py, PyAny>>,
         normalize: Option<bool>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let batch = self.batch(input_ids, attention_mask, token_type_ids)?;
-        let values = py.detach(|| self.inner.encode(&batch, normalize))?;
-        let array = Array2::from_shape_vec((batch.batch, self.inner.output_dim()), values)
+        let engine = self.engine(py)?;
+        let batch = Self::batch(&engine, input_ids, attention_mask, token_type_ids)?;
+        let values = py.detach(|| engine.encode(&batch, normalize))?;
+        let array = Array2::from_shape_vec((batch.batch, engine.output_dim()), values)
             .map_err(|e| MiniLMError::new_err(format!("shaping the output: {e}")))?;
         Ok(array.into_pyarray(py))
     }
@@ -164,9 +243,10 @@ impl NativeModel {
         attention_mask: &Bound<'py, PyAny>,
         token_type_ids: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyArray3<f32>>> {
-        let batch = self.batch(input_ids, attention_mask, token_type_ids)?;
-        let values = py.detach(|| self.inner.token_embeddings(&batch))?;
-        let shape = (batch.batch, batch.seq_len, self.inner.config().hidden_size);
+        let engine = self.engine(py)?;
+        let batch = Self::batch(&engine, input_ids, attention_mask, token_type_ids)?;
+        let values = py.detach(|| engine.token_embeddings(&batch))?;
+        let shape = (batch.batch, batch.seq_len, engine.config().hidden_size);
         let array = Array3::from_shape_vec(shape, values)
             .map_err(|e| MiniLMError::new_err(format!("shaping the output: {e}")))?;
         Ok(array.into_pyarray(py))
@@ -174,42 +254,42 @@ impl NativeModel {
 
     #[getter]
     fn hidden_size(&self) -> usize {
-        self.inner.config().hidden_size
+        self.current().config().hidden_size
     }
 
     #[getter]
     fn output_dim(&self) -> usize {
-        self.inner.output_dim()
+        self.current().output_dim()
     }
 
     #[getter]
     fn num_layers(&self) -> usize {
-        self.inner.config().num_layers
+        self.current().config().num_layers
     }
 
     #[getter]
     fn vocab_size(&self) -> usize {
-        self.inner.config().vocab_size
+        self.current().config().vocab_size
     }
 
     #[getter]
     fn max_position_embeddings(&self) -> usize {
-        self.inner.config().max_position_embeddings
+        self.current().config().max_position_embeddings
     }
 
     #[getter]
     fn type_vocab_size(&self) -> usize {
-        self.inner.config().type_vocab_size
+        self.current().config().type_vocab_size
     }
 
     #[getter]
     fn threads(&self) -> usize {
-        self.inner.threads()
+        self.current().threads()
     }
 
     #[getter]
     fn pooling(&self) -> Vec<&'static str> {
-        self.inner
+        self.current()
             .sentence_config()
             .pooling
             .iter()
@@ -219,25 +299,26 @@ impl NativeModel {
 
     #[getter]
     fn normalize(&self) -> bool {
-        self.inner.sentence_config().normalize
+        self.current().sentence_config().normalize
     }
 
     /// The SIMD instruction set the pooling kernels run with ("avx512f", "avx2+fma", "neon", "scalar").
     #[getter]
     fn isa(&self) -> &'static str {
-        self.inner.isa().name()
+        self.current().isa().name()
     }
 
     fn __repr__(&self) -> String {
-        let config = self.inner.config();
+        let engine = self.current();
+        let config = engine.config();
         format!(
             "NativeModel(hidden_size={}, layers={}, heads={}, output_dim={}, threads={}, isa={})",
             config.hidden_size,
             config.num_layers,
             config.num_heads,
-            self.inner.output_dim(),
-            self.inner.threads(),
-            self.inner.isa().name()
+            engine.output_dim(),
+            engine.threads(),
+            engine.isa().name()
         )
     }
 }

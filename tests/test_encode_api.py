@@ -328,7 +328,9 @@ def test_encode_iter_batches_in_input_order(encoder: Encoder, reference: np.ndar
 def test_aencode_matches_and_keeps_the_event_loop_running(
     encoder: Encoder, reference: np.ndarray
 ) -> None:
-    texts = TEXTS * 60
+    # 480 distinct texts (trailing spaces tokenize to nothing): repeated texts would be
+    # computed once, and the encode over before the event loop could tick.
+    texts = [text + " " * i for i in range(60) for text in TEXTS]
 
     async def main() -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         ticks = 0

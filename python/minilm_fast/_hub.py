@@ -214,11 +214,17 @@ def _local_folder(name: str) -> pathlib.Path:
     elif not path.is_dir():
         reason = "is not a folder"
     else:
-        missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
+        missing = [f for f in REQUIRED_FILES if not os.path.lexists(path / f)]
+        unusable = [f for f in REQUIRED_FILES if f not in missing and not (path / f).is_file()]
+        reasons = []
         if missing:
-            reason = "is missing " + ", ".join(missing)
+            reasons.append("is missing " + ", ".join(missing))
             if "model.safetensors" in missing and (path / "pytorch_model.bin").is_file():
-                reason += f" (it has pytorch_model.bin, but {_SAFETENSORS_ONLY})"
+                reasons[-1] += f" (it has pytorch_model.bin, but {_SAFETENSORS_ONLY})"
+        if unusable:
+            # A folder, FIFO, device or dangling/looping symlink under a required name.
+            reasons.append("has " + ", ".join(unusable) + " that is not a regular file")
+        reason = "; ".join(reasons)
     if not reason:
         logger.debug("using local model folder %s", path)
         return path.resolve()

@@ -16,18 +16,36 @@ into overlapping windows without tokenizing it twice.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import re
+import stat
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, models
 
 from ._minilm_fast import MiniLMError
 
-__all__ = ["SentenceTokenizer", "pad"]
+__all__ = ["SentenceTokenizer", "pad", "read_config_text"]
 
 TokenIds = list[int]
+
+#: Texts longer than this many characters are tokenized a segment at a time, cut between words,
+#: so a 10 MB text needs memory for one segment (tokenizers keeps ~100 bytes per character of
+#: the text it is given) and a truncated one stops being read once it has enough word pieces.
+_SEGMENT_CHARS = 16_384
+#: A whitespace character followed by a word: cutting before it splits no word (nor, for
+#: byte-level BPE, a run of whitespace) for BERT, byte-level and Metaspace pre-tokenizers.
+_SPACE_BEFORE_WORD = re.compile(r"[ \t\n\r](?=[^ \t\n\r])")
+#: Text without whitespace (Chinese, a URL) is cut where the tokenizer starts a word, found by
+#: tokenizing windows of this many characters (overlapping by a few), at most _PROBES of them.
+_PROBE_CHARS = 1_024
+_PROBES = 16
+_OVERLAP = 8
+#: Largest JSON configuration file read; the real ones are a few hundred bytes.
+_MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 
 class SentenceTokenizer:
@@ -46,6 +64,18 @@ class SentenceTokenizer:
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
         self.prefix, self.suffix = _special_frame(self._tokenizer)
+        # Added tokens ([SEP], [MASK]) are matched in the raw text before anything else: a
+        # segment must not end inside one.
+        self._added = sorted(
+            {t.content for t in self._tokenizer.get_added_tokens_decoder().values() if t.content}
+        )
+        model = self._tokenizer.model
+        # WordPiece makes any word longer than max_input_chars_per_word one unknown token.
+        self._unk_id = (
+            self._tokenizer.token_to_id(model.unk_token)
+            if isinstance(model, models.WordPiece)
+            else None
+        )
         self._max_positions = max_positions
         st_config = _read_json(model_dir / "sentence_bert_config.json")
         self.do_lower_case = bool(st_config.get("do_lower_case", False))
@@ -79,20 +109,95 @@ class SentenceTokenizer:
         """Word pieces of text that fit in one sequence beside the special tokens."""
         return self._max_seq_length - len(self.prefix) - len(self.suffix)
 
-    def word_pieces(self, texts: Sequence[str], *, parallel: bool = True) -> list[TokenIds]:
-        """Every word piece of each text, untruncated and without special tokens.
+    def word_pieces(
+        self, texts: Sequence[str], *, parallel: bool = True, limit: int | None = None
+    ) -> list[TokenIds]:
+        """Every word piece of each text, without special tokens.
 
-        `parallel=False` tokenizes on the calling thread: `encode_batch` would use the
-        tokenizers package's own pool of every CPU, which a `threads=1` Encoder must not.
+        With `limit`, a text may stop being read once it has more than `limit` word pieces:
+        its first `limit` pieces are exact and it has more than `limit` exactly when the
+        whole text does, which is all truncation needs. `parallel=False` tokenizes on the
+        calling thread: `encode_batch` would use the tokenizers package's own pool of every
+        CPU, which a `threads=1` Encoder must not.
         """
         prepared = list(texts)
         if self.do_lower_case:
             prepared = [text.lower() for text in prepared]
+        long = {i for i, text in enumerate(prepared) if len(text) > _SEGMENT_CHARS}
+        short = [text for i, text in enumerate(prepared) if i not in long] if long else prepared
         if parallel:
-            encodings = self._tokenizer.encode_batch(prepared, add_special_tokens=False)
+            encodings = self._tokenizer.encode_batch(short, add_special_tokens=False)
         else:
-            encodings = [self._tokenizer.encode(t, add_special_tokens=False) for t in prepared]
-        return [encoding.ids for encoding in encodings]
+            encodings = [self._tokenizer.encode(t, add_special_tokens=False) for t in short]
+        if not long:
+            return [encoding.ids for encoding in encodings]
+        pieces = iter(encodings)
+        return [
+            self._segmented(text, limit) if i in long else next(pieces).ids
+            for i, text in enumerate(prepared)
+        ]
+
+    def _segmented(self, text: str, limit: int | None) -> TokenIds:
+        """The word pieces of a long text, tokenized a segment at a time.
+
+        Segments end where a word starts, so the pieces are those of the whole text: the
+        normalizer and pre-tokenizer of BERT-like tokenizers act on each character and split
+        words at whitespace and punctuation. Only a run of over 16,000 characters with no word
+        boundary at all (a blob, not language) is cut inside; WordPiece makes such a word one
+        unknown token, so the rest of it is skipped and the pieces stay exact.
+        """
+        pieces: TokenIds = []
+        start = 0
+        inside_long_word = False
+        while start < len(text) and (limit is None or len(pieces) <= limit):
+            end, cut_inside_word = self._segment_end(text, start)
+            before = self._before_added_token(text, end)
+            if before != end:  # an added token starts a word: the cut is between words now
+                end, cut_inside_word = before, False
+            encoding = self._tokenizer.encode(text[start:end], add_special_tokens=False)
+            ids = encoding.ids
+            if inside_long_word and ids:
+                words = encoding.word_ids
+                ids = ids[next((i for i, w in enumerate(words) if w != words[0]), len(ids)) :]
+            pieces += ids
+            inside_long_word = (
+                cut_inside_word and self._unk_id is not None and pieces[-1:] == [self._unk_id]
+            )
+            start = end
+        return pieces
+
+    def _before_added_token(self, text: str, cut: int) -> int:
+        """`cut`, or the start of an added token that `cut` would split."""
+        for token in self._added:
+            found = text.find(token, max(cut - len(token) + 1, 0), cut + len(token) - 1)
+            if found != -1:
+                return found
+        return cut
+
+    def _segment_end(self, text: str, start: int) -> tuple[int, bool]:
+        """Where the segment from `start` ends, and whether that is inside a (very long) word."""
+        cut = start + _SEGMENT_CHARS
+        if cut >= len(text):
+            return len(text), False
+        space = _SPACE_BEFORE_WORD.search(text, cut, cut + _SEGMENT_CHARS)
+        if space:
+            return space.start(), False
+        one_word = False
+        for _ in range(_PROBES):
+            encoding = self._tokenizer.encode(
+                text[cut : cut + _PROBE_CHARS], add_special_tokens=False
+            )
+            words = encoding.word_ids
+            # The window may start inside a word; a second word starts at a true boundary.
+            for index in range(1, len(words)):
+                if words[index] != words[0]:
+                    return cut + encoding.offsets[index][0], False
+            if cut + _PROBE_CHARS >= len(text):
+                return len(text), False
+            one_word = bool(words)
+            cut += _PROBE_CHARS - _OVERLAP
+        # No boundary in the last window, which reaches _OVERLAP characters past the cut.
+        return cut, one_word
 
     def frame(self, pieces: TokenIds) -> TokenIds:
         """`pieces` cut to the length limit, between the special tokens ([CLS] ... [SEP])."""
@@ -140,11 +245,31 @@ def _special_frame(tokenizer: Tokenizer) -> tuple[TokenIds, TokenIds]:
     return encoding.ids[:first], encoding.ids[last:]
 
 
+def read_config_text(path: pathlib.Path) -> str:
+    """The text of a configuration file: a regular file of at most 16 MiB.
+
+    A FIFO would block the read forever and a device (``/dev/zero``) would never end: FIFOs,
+    devices, folders and oversized files raise MiniLMError naming the path. A missing file
+    raises FileNotFoundError; other read errors (a symlink loop, no permission) OSError.
+    """
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise MiniLMError(f"reading {path}: not a regular file")
+    with open(path, "rb") as file:
+        data = file.read(_MAX_CONFIG_BYTES + 1)
+    if len(data) > _MAX_CONFIG_BYTES:
+        raise MiniLMError(
+            f"reading {path}: larger than the {_MAX_CONFIG_BYTES} bytes a configuration file "
+            "may have"
+        )
+    return data.decode("utf-8")
+
+
 def _read_json(path: pathlib.Path) -> dict[str, object]:
-    if not path.exists():
+    if not os.path.lexists(path):
         return {}
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(read_config_text(path))
     except (OSError, ValueError) as exc:
         raise MiniLMError(f"reading {path}: {exc}") from exc
     if not isinstance(value, dict):

@@ -28,7 +28,7 @@ import numpy.typing as npt
 from ._hub import DEFAULT_MODEL, resolve_model
 from ._minilm_fast import NativeModel
 from ._quantize import Precision, check_precision, quantize_embeddings
-from ._tokenize import SentenceTokenizer, TokenIds, pad
+from ._tokenize import SentenceTokenizer, TokenIds, pad, read_config_text
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -46,6 +46,11 @@ DEFAULT_CHUNK_STRIDE = 32
 
 #: Texts tokenized, length-sorted and encoded together; bounds memory for streamed input.
 _WINDOW_TEXTS = 4096
+
+#: Most tokens (rows x padded width) given to the engine in one call: a larger `batch_size` is
+#: run in several calls, so working memory (~40 KB a token for all-MiniLM-L6-v2) stays bounded
+#: whatever `batch_size` says. 32 texts of 256 word pieces, the default, is one call.
+_MAX_BATCH_TOKENS = 8192
 
 
 class TruncationWarning(UserWarning):
@@ -298,7 +303,9 @@ class Encoder:
           memory whole; only the output array is.
         - ``prompt_name`` / ``prompt``: text put before every input (``prompt`` wins).
         - ``batch_size``: texts (or chunk windows) per forward pass; texts of similar length
-          are batched together so little padding is computed.
+          are batched together so little padding is computed. A batch of more than 8,192
+          word pieces (padding included) is run in several passes, so memory stays bounded;
+          a text repeated in the input is computed once.
         - ``show_progress_bar``: ``None`` shows a bar (texts/s, ETA) when the ``minilm_fast``
           logger is at INFO or DEBUG level, as sentence-transformers does.
         - ``output_value``: ``"sentence_embedding"``, or ``"token_embeddings"`` for a list with
@@ -499,7 +506,7 @@ class Encoder:
         if prompt is not None:
             if not isinstance(prompt, str):
                 raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-            return prompt
+            return _check_unicode("prompt", prompt)
         name = prompt_name if prompt_name is not None else self.default_prompt_name
         if name is None:
             return ""
@@ -523,25 +530,52 @@ class Encoder:
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
         """All sentence embeddings of `sentences` (float32), and which texts were cut."""
         texts = _checked_texts(sentences)
-        total = len(sentences) if isinstance(sentences, (str, Sequence)) else None
+        total = _count(sentences)
         dim = plan.truncate_dim or self._native.output_dim
+        # With the count known, windows are written into the result as they come, instead of
+        # being concatenated at the end (which would hold every row twice).
+        rows = np.empty((total, dim), dtype=np.float32) if total else None
+        filled = 0
         parts: list[npt.NDArray[np.float32]] = []
         cuts: list[npt.NDArray[np.bool_]] = []
         with _progress(total, show_progress_bar) as bar:
             for window in _windows(texts, max(_WINDOW_TEXTS, plan.batch_size)):
                 embeddings, truncated = self._embed_window(window, plan, bar)
-                parts.append(embeddings)
                 cuts.append(truncated)
+                if rows is not None and not parts and filled + len(embeddings) <= len(rows):
+                    rows[filled : filled + len(embeddings)] = embeddings
+                    filled += len(embeddings)
+                else:  # no count, or a sequence that grew while it was read
+                    parts.append(embeddings)
+        if rows is not None:
+            parts.insert(0, rows[:filled])
         if not parts:
             return np.empty((0, dim), dtype=np.float32), np.zeros(0, dtype=bool)
+        truncated_all = cuts[0] if len(cuts) == 1 else np.concatenate(cuts)
         if len(parts) == 1:
-            return parts[0], cuts[0]
-        return np.concatenate(parts), np.concatenate(cuts)
+            return parts[0], truncated_all
+        return np.concatenate(parts), truncated_all
 
     def _embed_window(
         self, texts: list[str], plan: _Plan, bar: _Bar
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-        """Sentence embeddings of one window of texts, in order, and which were cut."""
+        """Sentence embeddings of one window of texts, in order, and which were cut.
+
+        A text that occurs several times is computed once (crawls repeat empty strings and
+        boilerplate by the million) and its copies get its row.
+        """
+        distinct = list(dict.fromkeys(texts))
+        if len(distinct) == len(texts):
+            return self._embed_distinct(texts, plan, bar, len(texts))
+        slot = {text: index for index, text in enumerate(distinct)}
+        inverse = np.fromiter((slot[text] for text in texts), dtype=np.intp, count=len(texts))
+        embeddings, truncated = self._embed_distinct(distinct, plan, bar, len(texts))
+        return embeddings[inverse], truncated[inverse]
+
+    def _embed_distinct(
+        self, texts: list[str], plan: _Plan, bar: _Bar, shown: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+        """`_embed_window` for distinct texts; the progress bar advances by `shown` texts."""
         rows, owners, truncated = self._rows(texts, plan)
         # The engine normalises in its SIMD epilogue unless truncate_dim must come first.
         force_unit = True if plan.normalize and plan.truncate_dim is None else None
@@ -549,7 +583,7 @@ class Encoder:
         def run(ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
             return self._native.encode(ids, mask, normalize=force_unit)
 
-        row_vectors = self._run_batches(rows, plan.batch_size, run, bar, len(texts))
+        row_vectors = self._run_batches(rows, plan.batch_size, run, bar, shown)
         embeddings = _combine_windows(row_vectors, rows, owners, len(texts), self._prefix_len())
         if len(rows) != len(texts) and (force_unit or self._native.normalize):
             embeddings = _l2_normalize(embeddings)  # a mean of unit vectors is shorter than 1
@@ -569,9 +603,7 @@ class Encoder:
             for window in _windows(texts, max(_WINDOW_TEXTS, plan.batch_size)):
                 rows, _, truncated = self._rows(window, plan)
                 per_row: list[npt.NDArray[np.float32]] = [np.empty(0, np.float32)] * len(rows)
-                order = _longest_first(rows)
-                for start in range(0, len(rows), plan.batch_size):
-                    batch = order[start : start + plan.batch_size]
+                for batch in _batches(_longest_first(rows), rows, plan.batch_size):
                     ids, mask = pad([rows[i] for i in batch])
                     hidden = self._native.token_embeddings(ids, mask)
                     for slot, index in enumerate(batch):
@@ -592,8 +624,10 @@ class Encoder:
         """
         parallel = self.threads > 1
         prompted = [plan.prompt + text for text in texts] if plan.prompt else texts
-        pieces = self._tokenizer.word_pieces(prompted, parallel=parallel)
         budget = self._tokenizer.content_budget
+        # Truncation needs only the first word pieces: a 10 MB text is not read to its end.
+        limit = budget if plan.long_text == "truncate" else None
+        pieces = self._tokenizer.word_pieces(prompted, parallel=parallel, limit=limit)
         truncated = np.fromiter((len(p) > budget for p in pieces), dtype=bool, count=len(pieces))
         if plan.long_text == "truncate" or not truncated.any():
             return [self._tokenizer.frame(p) for p in pieces], list(range(len(texts))), truncated
@@ -621,14 +655,13 @@ class Encoder:
     ) -> npt.NDArray[np.float32]:
         """`run` over length-sorted batches of `rows`; results back in row order."""
         output = np.empty((len(rows), self._native.output_dim), dtype=np.float32)
-        order = _longest_first(rows)
-        reported = 0
-        for start in range(0, len(rows), batch_size):
-            batch = order[start : start + batch_size]
+        reported = finished = 0
+        for batch in _batches(_longest_first(rows), rows, batch_size):
             ids, mask = pad([rows[i] for i in batch])
             output[batch] = run(ids, mask)
             # The bar counts texts; chunk windows advance it proportionally.
-            done = texts * min(start + batch_size, len(rows)) // max(len(rows), 1)
+            finished += len(batch)
+            done = texts * finished // max(len(rows), 1)
             bar.update(done - reported)
             reported = done
         return output
@@ -725,10 +758,10 @@ def _check_output_options(output_value: object, convert_to_tensor: object, devic
 def _checked_texts(sentences: object) -> Iterator[str]:
     """The texts of `sentences` one by one, each checked to be a str (index in the message)."""
     if isinstance(sentences, str):
-        return iter([sentences])
-    if isinstance(sentences, (bytes, bytearray, Mapping, set, frozenset)) or not isinstance(
-        sentences, Iterable
-    ):
+        return iter([_check_unicode("sentences", sentences)])
+    if isinstance(
+        sentences, (bytes, bytearray, memoryview, Mapping, set, frozenset)
+    ) or not isinstance(sentences, Iterable):
         raise TypeError(
             "sentences must be a str or an ordered iterable of str (list, tuple, generator), "
             f"got {type(sentences).__name__}"
@@ -738,15 +771,52 @@ def _checked_texts(sentences: object) -> Iterator[str]:
         for index, text in enumerate(sentences):
             if not isinstance(text, str):
                 raise TypeError(f"sentences[{index}] must be a str, got {type(text).__name__}")
-            yield text
+            yield _check_unicode(f"sentences[{index}]", text)
 
     return checked()
+
+
+def _check_unicode(name: str, text: str) -> str:
+    """`text`, refused with a ValueError if it is not valid Unicode (holds a lone surrogate).
+
+    Such strings come from decoding bytes with ``errors="surrogateescape"`` (file names,
+    ``sys.argv``) or from broken JSON escapes; tokenizers cannot take them.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{name} is not valid Unicode: it holds the lone surrogate {text[exc.start]!r} at "
+            f"position {exc.start}; decode the bytes with errors='replace' (or remove it) first"
+        ) from None
+    return text
+
+
+def _count(sentences: object) -> int | None:
+    """How many texts `sentences` holds, if it says (one for a str)."""
+    if isinstance(sentences, str):
+        return 1
+    return len(sentences) if isinstance(sentences, Sequence) else None
 
 
 def _windows(texts: Iterable[str], size: int) -> Iterator[list[str]]:
     iterator = iter(texts)
     while window := list(itertools.islice(iterator, size)):
         yield window
+
+
+def _batches(
+    order: npt.NDArray[np.intp], rows: Sequence[TokenIds], batch_size: int
+) -> Iterator[npt.NDArray[np.intp]]:
+    """The rows of each engine call: `batch_size` at a time in `order` (longest first), a batch
+    split further when its rows, padded to the first (longest), exceed _MAX_BATCH_TOKENS."""
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        step = max(1, _MAX_BATCH_TOKENS // max(len(rows[batch[0]]), 1))
+        for first in range(0, len(batch), step):
+            yield batch[first : first + step]
 
 
 def _longest_first(rows: Sequence[TokenIds]) -> npt.NDArray[np.intp]:
@@ -807,11 +877,14 @@ def _to_torch(embeddings: npt.NDArray[Any]) -> Any:
 
 
 def _read_object(path: pathlib.Path) -> dict[str, Any]:
-    """A JSON object file, or {} when it is missing or not an object (optional config)."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    """A JSON object file, or {} when it is missing or not an object (optional config).
+
+    A FIFO, a device or a file over 16 MiB raises MiniLMError (see ``read_config_text``).
+    """
+    if not os.path.lexists(path):
         return {}
+    try:
+        value = json.loads(read_config_text(path))
     except (OSError, ValueError) as exc:
         logger.warning("ignoring %s: %s", path, exc)
         return {}
@@ -821,7 +894,7 @@ def _read_object(path: pathlib.Path) -> dict[str, Any]:
 def _pooling_includes_prompt(model_path: pathlib.Path) -> bool:
     """Whether the Pooling module pools prompt tokens too (sentence-transformers' default)."""
     try:
-        modules = json.loads((model_path / "modules.json").read_text(encoding="utf-8"))
+        modules = json.loads(read_config_text(model_path / "modules.json"))
     except (OSError, ValueError):
         return True
     for module in modules if isinstance(modules, list) else []:
