@@ -1,311 +1,643 @@
-"""Side-by-side throughput: minilm_fast against sentence-transformers, in one process.
+"""Side by side on this CPU: minilm_fast against ONNX Runtime, OpenVINO, CTranslate2 and
+sentence-transformers, in one run, same threads, same texts, engines alternating.
 
-Why: a speed claim needs the peer measured on the same machine, at the same thread count, in the
-same run. Engines alternate inside every repeat, so a noisy neighbour or thermal drift hits both
-alike, and each number is the median of the repeats.
+    make peers                       # once: the peers' venv and model files (.cache/peers)
+    python benches/compare.py --threads 2 --texts ../shared/data/stsb_dev.tsv
+    python benches/compare.py --quick                  # a short run while developing
+    python benches/compare.py --threads 1 --engines minilm_fast,onnxruntime
 
-Workloads:
+Every engine runs in its own worker process (benches/peers/worker.py): minilm_fast with this
+Python, the peers with ``--peers-python`` (the venv ``make peers`` made). The driver sends one
+command at a time, so one engine computes while the others wait, and the order of engines turns
+every round, so drift and noisy neighbours hit all of them alike. Reported numbers are medians
+over rounds. Peak RSS comes from separate fresh processes, one per engine and workload, that
+load the engine and run that workload once (nothing else in the process).
 
-- ``short``: one sentence per line from ``--texts FILE`` (e.g. STS-B sentences), or by default
-  the texts of tests/data/parity_texts.json with 5..40 word pieces (per the fixture metadata).
-- ``long``: documents of ~240+ word pieces, built deterministically by concatenating those
-  sentences until a document has at least 220 words (ST truncates them at 256 word pieces).
-- single-query latency of ``encode("one short sentence")``: median and p99.
+Before measuring, every engine embeds the same check texts; a float32 engine whose vectors are
+not within cosine 0.9999 of sentence-transformers' (or minilm_fast's, without it) stops the run.
 
-How:
+Workloads (texts in benches/peers/workloads.py; one tokenizer, truncation 256, length-sorted
+batches of ``--batch-size`` padded to their longest text, mean pooling + normalisation):
 
-    python benches/compare.py --threads 2 --model-dir PATH/TO/all-MiniLM-L6-v2
-    python benches/compare.py --texts sentences.txt --threads 1 --repeats 7
+- ``short``: STS-B-like sentences; ``--texts`` gives a file (STS-B's ``stsb_dev.tsv``: its 3,000
+  sentences), else 3,000 generated ones. One ``encode(all, batch_size=32)`` per round; the
+  latency columns are separate calls with 32 texts each (one request of 32).
+- ``long``: documents of 300+ word pieces, truncated at 256.
+- ``query``: one short query (~10 word pieces) per call, each engine's single-text path.
+- the sweep: batch size 1, 8, 32, 128 x text length 16, 64, 256 word pieces, for the chart.
 
-The table gives median sentences/s, the ratio to minilm_fast, and CPU use (process CPU time over
-wall time: 2.0 means two cores busy throughout). The last line says how much CPU other processes
-took meanwhile (Linux); on a shared machine, rerun when that is not near 0%.
-
-sentence-transformers (and torch) are optional: without them only minilm_fast is measured, and a
-note says so; likewise minilm_fast is skipped when it is not installed. Without ``--model-dir``
-both engines load sentence-transformers/all-MiniLM-L6-v2 from the Hub cache.
+Output: tables on the console, and in ``--out-dir`` (docs/ for full runs, .cache/compare for
+``--quick``): ``compare-latest.md`` (the tables), ``compare-latest.png`` (the sweep chart, drawn
+by the peers' Python when this one has no matplotlib) and ``compare-latest.json`` (raw samples).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import os
 import platform
+import shlex
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PARITY_TEXTS = REPO_ROOT / "tests" / "data" / "parity_texts.json"
-PARITY_META = REPO_ROOT / "tests" / "data" / "parity_reference_meta.json"
-HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
-QUERY = "one short sentence"
-LONG_MIN_WORDS = 220
+BENCHES = Path(__file__).resolve().parent
+REPO_ROOT = BENCHES.parent
+sys.path.insert(0, str(BENCHES))
 
-EncodeFn = Callable[[Sequence[str]], Any]
+from peers import engines as engine_specs  # noqa: E402
+from peers import report, workloads  # noqa: E402
+from peers.pipeline import load_tokenizer  # noqa: E402
+
+DEFAULT_PEERS_DIR = REPO_ROOT / ".cache" / "peers"
+DEFAULT_PEERS_PYTHON = DEFAULT_PEERS_DIR / "venv" / "bin" / "python"
+FP32_MIN_COSINE = 0.9999
+INT8_MIN_COSINE = 0.98
+
+
+class WorkerError(RuntimeError):
+    pass
+
+
+class Worker:
+    """One engine's process (benches/peers/worker.py), one JSON command at a time."""
+
+    def __init__(
+        self, key: str, python: str, model_dir: Path, peers_dir: Path, threads: int, log: Path
+    ) -> None:
+        self.key = key
+        env = dict(os.environ)
+        n = str(threads)
+        # Every library's own thread knobs at the same count; tokenizers' Rayon pool included.
+        env.update(
+            OMP_NUM_THREADS=n,
+            MKL_NUM_THREADS=n,
+            OPENBLAS_NUM_THREADS=n,
+            RAYON_NUM_THREADS=n,
+            TOKENIZERS_PARALLELISM="false" if threads == 1 else "true",
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_VERBOSITY="error",
+        )
+        env.update(engine_specs.SPECS[key].env)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log.open("a", encoding="utf-8")
+        cmd = [
+            python,
+            "-m",
+            "peers.worker",
+            "--engine",
+            key,
+            "--model-dir",
+            str(model_dir),
+            "--peers-dir",
+            str(peers_dir),
+            "--threads",
+            n,
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=BENCHES,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            encoding="utf-8",
+        )
+        self.ready = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            raise WorkerError(f"{self.key}: worker exited ({self.proc.returncode}); see the log")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise WorkerError(f"{self.key}: {answer['error']}")
+        return answer
+
+    def call(self, **cmd: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.call(op="quit")
+        except (WorkerError, OSError, ValueError):
+            pass
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+class MachineBusy:
+    """CPU seconds the whole machine spent busy (Linux /proc/stat), to tell others' load apart
+    from the measured worker's own CPU time."""
+
+    @staticmethod
+    def seconds() -> float | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                fields = [int(x) for x in f.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
-class Engine:
-    name: str
-    encode_batch: EncodeFn  # list of texts -> (n, 384)
-    encode_one: Callable[[str], Any]  # one text -> (384,)
+class Noise:
+    """Other processes' CPU time while workers were measured, as a share of the machine."""
+
+    other_s: float = 0.0
+    wall_cpus_s: float = 0.0
+    by_engine: dict[str, list[float]] = field(default_factory=dict)
+
+    def measured(self, key: str, worker: Worker, **cmd: Any) -> dict[str, Any]:
+        before, t0 = MachineBusy.seconds(), time.perf_counter()
+        answer = worker.call(**cmd)
+        after, wall = MachineBusy.seconds(), time.perf_counter() - t0
+        if before is not None and after is not None and "cpu" in answer:
+            other = max(0.0, (after - before) - answer["cpu"])
+            self.other_s += other
+            self.wall_cpus_s += wall * (os.cpu_count() or 1)
+            pair = self.by_engine.setdefault(key, [0.0, 0.0])
+            pair[0] += other
+            pair[1] += wall * (os.cpu_count() or 1)
+        return answer
+
+    def share(self) -> float | None:
+        return self.other_s / self.wall_cpus_s if self.wall_cpus_s else None
 
 
-def short_texts(texts_file: Path | None) -> list[str]:
-    """The short workload: lines of ``texts_file``, or the short parity fixture texts."""
-    if texts_file is not None:
-        lines = texts_file.read_text(encoding="utf-8").splitlines()
-        texts = [line for line in lines if line.strip()]
-        if not texts:
-            raise SystemExit(f"{texts_file}: no non-empty lines")
-        return texts
-    texts = json.loads(PARITY_TEXTS.read_text(encoding="utf-8"))
-    n_tokens = json.loads(PARITY_META.read_text(encoding="utf-8"))["n_tokens"]
-    return [t for t, n in zip(texts, n_tokens) if 5 <= n <= 40]
+def rotated(items: Sequence[str], r: int) -> list[str]:
+    k = r % len(items)
+    return [*items[k:], *items[:k]]
 
 
-def long_texts(sentences: list[str], n_docs: int) -> list[str]:
-    """Documents of at least LONG_MIN_WORDS words, from consecutive sentences (wrapping)."""
-    docs: list[str] = []
-    for d in range(n_docs):
-        i = (d * 7) % len(sentences)
-        parts: list[str] = []
-        words = 0
-        while words < LONG_MIN_WORDS:
-            s = sentences[i % len(sentences)].strip()
-            parts.append(s)
-            words += len(s.split())
-            i += 1
-        docs.append(" ".join(parts))
-    return docs
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return np.asarray((a * b).sum(axis=1), dtype=np.float64)
 
 
-def repeat_to(texts: list[str], n: int) -> list[str]:
-    return [texts[i % len(texts)] for i in range(n)]
+def decode(answer: dict[str, Any]) -> np.ndarray:
+    raw = base64.b64decode(answer["b64"])
+    return np.frombuffer(raw, dtype="<f4").reshape(answer["shape"])
 
 
-def load_minilm_fast(model: str, threads: int, batch_size: int) -> Engine | None:
-    try:
-        from minilm_fast import Encoder
-    except ImportError as e:
-        print(f"note: minilm_fast not importable ({e}); skipped")
+def resolve_model_dir(given: Path | None) -> Path:
+    if given is None:
+        try:
+            from minilm_fast import resolve_model
+        except ImportError:
+            raise SystemExit("--model-dir is needed (minilm_fast is not importable here)") from None
+        given = Path(resolve_model())
+    folder = given.resolve()
+    names = ("config.json", "model.safetensors", "tokenizer.json")
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise SystemExit(f"{folder} is not a model folder: no {', '.join(missing)}")
+    return folder
+
+
+def peers_manifest(peers_dir: Path, model_dir: Path) -> dict[str, Any] | None:
+    path = peers_dir / "manifest.json"
+    if not path.is_file():
         return None
-    enc = Encoder(model, threads=threads)
-    return Engine(
+    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if "verification" not in manifest:
+        raise SystemExit(
+            f"{path}: the peers were not verified (prepare_peers.py stopped early); "
+            "rerun scripts/prepare_peers.py (make peers)"
+        )
+    digest = hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()
+    if manifest.get("model_sha256") != digest:
+        raise SystemExit(
+            f"{path} was prepared from other weights than {model_dir}/model.safetensors; "
+            "rerun scripts/prepare_peers.py (make peers)"
+        )
+    return manifest
+
+
+@dataclass
+class Settings:
+    threads: int
+    batch_size: int
+    repeats: int
+    requests: dict[str, int]  # requests of batch_size texts per round, per workload
+    latency_runs: int
+    latency_block: int
+    sweep_batch_sizes: list[int]
+    sweep_lengths: list[int]
+    sweep_tokens: int
+    sweep_repeats: int
+    rss: bool
+
+
+def probe(
+    keys: list[str],
+    pythons: dict[str, str],
+    args: argparse.Namespace,
+    texts: dict[str, list[str]],
+    s: Settings,
+    logs: Path,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Load time and peak RSS of each engine, each workload in a fresh process of its own."""
+    info: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    for key in keys:
+        loads, imports, rss_load = [], [], []
+        peaks: dict[str, float] = {}
+        versions: dict[str, str] = {}
+        for wl in ("query", "short", "long")[: 3 if s.rss else 1]:
+            print(f"  {key}: fresh process, {wl} ...", flush=True)
+            try:
+                w = Worker(
+                    key,
+                    pythons[key],
+                    args.model_dir,
+                    args.peers_dir,
+                    s.threads,
+                    logs / f"{key}.log",
+                )
+            except WorkerError as exc:
+                skipped[key] = str(exc)
+                break
+            try:
+                loads.append(w.ready["load_s"])
+                imports.append(w.ready["import_s"])
+                rss_load.append(w.ready.get("rss_mb", float("nan")))
+                versions = w.ready["versions"]
+                if wl == "query":
+                    w.call(op="latency", texts=workloads.QUERIES, calls=50)
+                else:
+                    w.call(op="set", name=wl, texts=texts[wl])
+                    w.call(op="run", name=wl, batch_size=s.batch_size)
+                peaks[wl] = w.call(op="memory").get("peak_mb", float("nan"))
+            finally:
+                w.close()
+        if key in skipped:
+            continue
+        info[key] = {
+            "load_s": statistics.median(loads),
+            "import_s": statistics.median(imports),
+            "rss_load_mb": statistics.median(rss_load),
+            "peak_mb": peaks,
+            "versions": versions,
+            "python": pythons[key],
+        }
+    return info, skipped
+
+
+def threads1_cpu_use(
+    args: argparse.Namespace, texts: dict[str, list[str]], logs: Path
+) -> dict[str, float]:
+    """minilm_fast at threads=1: process CPU time over wall time per workload (1.00 = one core)."""
+    w = Worker(
         "minilm_fast",
-        lambda texts: enc.encode(list(texts), batch_size=batch_size),
-        lambda text: enc.encode(text),
+        sys.executable,
+        args.model_dir,
+        args.peers_dir,
+        1,
+        logs / "minilm_fast-t1.log",
     )
-
-
-def load_sentence_transformers(model: str, threads: int, batch_size: int) -> Engine | None:
+    out = {}
     try:
-        import torch
-        from sentence_transformers import SentenceTransformer
-    except ImportError as e:
-        print(f"note: sentence-transformers/torch not importable ({e}); skipped")
-        return None
-    torch.set_num_threads(threads)
-    st = SentenceTransformer(model, device="cpu")
-
-    def batch(texts: Sequence[str]) -> Any:
-        return st.encode(list(texts), batch_size=batch_size, show_progress_bar=False)
-
-    def one(text: str) -> Any:
-        return st.encode(text, show_progress_bar=False)
-
-    label = f"sentence-transformers {_version('sentence_transformers')}"
-    return Engine(label, batch, one)
-
-
-def _version(module: str) -> str:
-    try:
-        return str(__import__(module).__version__)
-    except (ImportError, AttributeError):
-        return "?"
-
-
-def token_stats(model_dir: Path | None, workloads: dict[str, list[str]]) -> dict[str, str]:
-    """Mean word pieces per text (truncated at 256), when the `tokenizers` package is around."""
-    out = {name: "" for name in workloads}
-    if model_dir is None or not (model_dir / "tokenizer.json").is_file():
-        return out
-    try:
-        from tokenizers import Tokenizer
-    except ImportError:
-        return out
-    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(256)
-    for name, texts in workloads.items():
-        lengths = [len(e.ids) for e in tok.encode_batch(texts)]
-        out[name] = f"{np.mean(lengths):.0f}"
+        for wl, sample in (("short", texts["short"][:1024]), ("long", texts["long"][:32])):
+            w.call(op="set", name=wl, texts=sample)
+            w.call(op="run", name=wl, batch_size=32)  # warm-up
+            answer = w.call(op="run", name=wl, batch_size=32)
+            out[wl] = answer["cpu"] / answer["wall"]
+        answer = w.call(op="latency", texts=workloads.QUERIES, calls=100)
+        out["query"] = answer["cpu"] / answer["wall"]
+    finally:
+        w.close()
     return out
 
 
-class CpuNoise:
-    """Share of the machine's CPU time used by other processes between start() and stop().
-
-    Linux only (/proc/stat); elsewhere ``stop()`` returns None. All CPU time the machine spent
-    busy, minus this process's own, over wall time times CPUs: on a shared box, anything well
-    above zero means the numbers are noisy.
-    """
-
-    def __init__(self) -> None:
-        self._start: tuple[float, float, float] | None = None
-
-    @staticmethod
-    def _machine_busy_s() -> float:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = [int(x) for x in f.readline().split()[1:9]]
-        idle = fields[3] + fields[4]  # idle + iowait
-        return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
-
-    def _sample(self) -> tuple[float, float, float] | None:
-        try:
-            return self._machine_busy_s(), time.process_time(), time.perf_counter()
-        except (OSError, ValueError, IndexError, AttributeError):
-            return None
-
-    def start(self) -> None:
-        self._start = self._sample()
-
-    def stop(self) -> float | None:
-        end = self._sample()
-        if self._start is None or end is None:
-            return None
-        busy, own, wall = (e - s for e, s in zip(end, self._start))
-        return max(0.0, busy - own) / (wall * (os.cpu_count() or 1))
-
-
-def time_batches(
-    engines: list[Engine], workloads: dict[str, list[str]], repeats: int
-) -> dict[tuple[str, str], tuple[float, float]]:
-    """Per (engine, workload): median sentences/s and median CPU use (process CPU s / wall s).
-
-    Engines alternate within each repeat, in flipped order every other repeat. CPU use shows
-    whether an engine keeps to its thread count (2.0 = two cores busy throughout).
-    """
-    samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for name, texts in workloads.items():
-        for engine in engines:  # warm-up: lazy init, allocator, caches
-            engine.encode_batch(texts[: min(len(texts), 64)])
-        for r in range(repeats):
-            order = engines if r % 2 == 0 else engines[::-1]
-            for engine in order:
-                cpu0, start = time.process_time(), time.perf_counter()
-                out = engine.encode_batch(texts)
-                elapsed = time.perf_counter() - start
-                cpu = time.process_time() - cpu0
-                if np.shape(out)[0] != len(texts):
-                    raise SystemExit(f"{engine.name}: {np.shape(out)} for {len(texts)} texts")
-                key = (engine.name, name)
-                samples.setdefault(key, []).append((len(texts) / elapsed, cpu / elapsed))
-    return {
-        key: (statistics.median(s for s, _ in v), statistics.median(c for _, c in v))
-        for key, v in samples.items()
+def verify(workers: dict[str, Worker]) -> dict[str, dict[str, float]]:
+    """Every engine's vectors for VERIFY_TEXTS against the reference engines'; fail loudly."""
+    vectors = {
+        key: decode(w.call(op="embed", texts=workloads.VERIFY_TEXTS, batch_size=32))
+        for key, w in workers.items()
     }
+    refs = [k for k in ("sentence-transformers", "minilm_fast") if k in vectors]
+    result: dict[str, dict[str, float]] = {}
+    failures = []
+    for key, got in vectors.items():
+        result[key] = {}
+        for ref in refs:
+            if ref == key:
+                continue
+            worst = float(cosines(got, vectors[ref]).min())
+            result[key][ref] = worst
+            floor = (
+                FP32_MIN_COSINE if engine_specs.SPECS[key].precision == "fp32" else INT8_MIN_COSINE
+            )
+            if worst < floor:
+                failures.append(f"{key} vs {ref}: min cosine {worst:.6f} < {floor}")
+    for key, cos in result.items():
+        shown = ", ".join(f"{ref} {c:.7f}" for ref, c in cos.items())
+        print(f"  {key:<22} min cosine: {shown or '(no reference engine)'}")
+    if failures:
+        raise SystemExit(
+            "engines disagree, numbers would be meaningless:\n  " + "\n  ".join(failures)
+        )
+    return result
 
 
-def time_latency(engines: list[Engine], runs: int) -> dict[str, tuple[float, float]]:
-    """Median and p99 milliseconds of encode(QUERY); engines alternate call by call."""
-    samples: dict[str, list[float]] = {e.name: [] for e in engines}
-    for engine in engines:
-        for _ in range(10):
-            engine.encode_one(QUERY)
-    for _ in range(runs):
-        for engine in engines:
-            start = time.perf_counter()
-            engine.encode_one(QUERY)
-            samples[engine.name].append((time.perf_counter() - start) * 1e3)
-    return {
-        name: (float(np.median(ms)), float(np.percentile(ms, 99))) for name, ms in samples.items()
+def measure(
+    workers: dict[str, Worker],
+    texts: dict[str, list[str]],
+    sweep_texts: dict[int, list[str]],
+    s: Settings,
+    noise: Noise,
+) -> dict[str, Any]:
+    keys = list(workers)
+    for w in workers.values():
+        for wl, items in texts.items():
+            w.call(op="set", name=wl, texts=items)
+            w.call(op="set", name=f"warm-{wl}", texts=items[: 2 * s.batch_size])
+            w.call(op="run", name=f"warm-{wl}", batch_size=s.batch_size)
+        w.call(op="latency", texts=workloads.QUERIES, calls=10)
+
+    throughput: dict[str, dict[str, dict[str, list[float]]]] = {
+        wl: {k: {"sps": [], "cpu_use": [], "request_ms": []} for k in keys} for wl in texts
     }
+    for r in range(s.repeats):
+        print(f"  round {r + 1}/{s.repeats}: short, long", flush=True)
+        for wl in texts:
+            for key in rotated(keys, r):
+                a = noise.measured(key, workers[key], op="run", name=wl, batch_size=s.batch_size)
+                throughput[wl][key]["sps"].append(a["n"] / a["wall"])
+                throughput[wl][key]["cpu_use"].append(a["cpu"] / a["wall"])
+            for key in rotated(keys, r + 1):
+                a = noise.measured(
+                    key,
+                    workers[key],
+                    op="requests",
+                    name=wl,
+                    size=s.batch_size,
+                    start=r * s.requests[wl] * s.batch_size,
+                    count=s.requests[wl],
+                )
+                throughput[wl][key]["request_ms"].extend(a["ms"])
 
+    latency: dict[str, dict[str, list[float]]] = {k: {"ms": [], "cpu_use": []} for k in keys}
+    blocks = max(1, s.latency_runs // s.latency_block)
+    print(f"  single queries: {blocks} blocks of {s.latency_block} calls per engine", flush=True)
+    for r in range(blocks):
+        for key in rotated(keys, r):
+            a = noise.measured(
+                key, workers[key], op="latency", texts=workloads.QUERIES, calls=s.latency_block
+            )
+            latency[key]["ms"].extend(a["ms"])
+            latency[key]["cpu_use"].append(a["cpu"] / a["wall"])
 
-def print_report(
-    engines: list[Engine],
-    workloads: dict[str, list[str]],
-    pieces: dict[str, str],
-    throughput: dict[tuple[str, str], tuple[float, float]],
-    latency: dict[str, tuple[float, float]],
-) -> None:
-    names = [e.name for e in engines]
-    width = max(len(n) for n in [*names, "engine"])
-    print()
-    header = f"{'engine':<{width}}  {'workload':<8}  {'texts':>6}  {'avg tok':>7}"
-    print(f"{header}  {'sentences/s':>11}  {'vs minilm_fast':>14}  {'CPU use':>7}")
-    for wl, texts in workloads.items():
-        base = throughput.get(("minilm_fast", wl), (0.0, 0.0))[0]
-        for name in names:
-            sps, cpu = throughput[(name, wl)]
-            ratio = f"{sps / base:.2f}x" if base else "-"
-            row = f"{name:<{width}}  {wl:<8}  {len(texts):>6}  {pieces[wl]:>7}"
-            print(f"{row}  {sps:>11.1f}  {ratio:>14}  {cpu:>7.2f}")
-    print()
-    print(f'single-query latency, encode("{QUERY}"):')
-    for name in names:
-        med, p99 = latency[name]
-        print(f"{name:<{width}}  median {med:7.2f} ms   p99 {p99:7.2f} ms")
+    sweep: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for length, items in sweep_texts.items():
+        for w in workers.values():
+            w.call(op="set", name=f"sweep-{length}", texts=items)
+        for bs in s.sweep_batch_sizes:
+            # about sweep_tokens word pieces per run, and at least one full batch
+            limit = max(bs, s.sweep_tokens // length)
+            print(f"  sweep: {length} word pieces, batch {bs}, {limit} texts", flush=True)
+            cell: dict[str, list[float]] = {k: [] for k in keys}
+            run = {"op": "run", "name": f"sweep-{length}", "batch_size": bs, "limit": limit}
+            for key in keys:  # warm-up: one batch at this shape
+                workers[key].call(**{**run, "limit": max(bs, 4)})
+            for r in range(s.sweep_repeats):
+                for key in rotated(keys, r):
+                    a = noise.measured(key, workers[key], **run)
+                    cell[key].append(a["n"] / a["wall"])
+            sweep.setdefault(str(length), {})[str(bs)] = cell
+    return {"throughput": throughput, "latency": latency, "sweep": sweep}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=2, help="default: %(default)s")
-    parser.add_argument("--repeats", type=int, default=5, help="default: %(default)s")
-    parser.add_argument("--model-dir", type=Path, help=f"local snapshot (default: {HUB_ID})")
-    parser.add_argument("--texts", type=Path, help="short texts, one per line")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--threads", type=int, default=2, help="per engine (default: %(default)s)")
+    parser.add_argument("--texts", type=Path, help="short texts: stsb_dev.tsv, or one per line")
+    parser.add_argument("--model-dir", type=Path, help="default: minilm_fast.resolve_model()")
+    parser.add_argument(
+        "--peers-dir", type=Path, default=DEFAULT_PEERS_DIR, help="default: %(default)s"
+    )
+    parser.add_argument(
+        "--peers-python",
+        default=str(DEFAULT_PEERS_PYTHON) if DEFAULT_PEERS_PYTHON.exists() else sys.executable,
+        help="Python of the peers' venv (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--engines",
+        default=",".join(engine_specs.SPECS),
+        help="comma-separated subset (default: %(default)s)",
+    )
+    parser.add_argument("--quick", action="store_true", help="a short run for development")
+    parser.add_argument("--repeats", type=int, help="rounds of short + long (default 5; quick 2)")
     parser.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
+    parser.add_argument("--n-long", type=int, help="long documents (default 128; quick 32)")
+    parser.add_argument("--latency-runs", type=int, help="calls per engine (default 300; quick 60)")
     parser.add_argument(
-        "--n-short", type=int, default=1024, help="short texts per run (default: %(default)s)"
+        "--no-rss", action="store_true", help="no peak-RSS processes for short/long (quick: none)"
     )
-    parser.add_argument(
-        "--n-long", type=int, default=128, help="long documents per run (default: %(default)s)"
-    )
-    parser.add_argument("--latency-runs", type=int, default=200, help="default: %(default)s")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the batch-size sweep")
+    parser.add_argument("--out-dir", type=Path, help="default: docs/ (quick: .cache/compare/)")
     args = parser.parse_args(argv)
-    model = str(args.model_dir) if args.model_dir is not None else HUB_ID
 
-    sentences = short_texts(args.texts)
-    workloads = {
-        "short": repeat_to(sentences, args.n_short),
-        "long": long_texts(sentences, args.n_long),
+    quick = args.quick
+    s = Settings(
+        threads=args.threads,
+        batch_size=args.batch_size,
+        repeats=args.repeats or (2 if quick else 5),
+        requests={"short": 4 if quick else 16, "long": 1 if quick else 4},
+        latency_runs=args.latency_runs or (60 if quick else 300),
+        latency_block=20 if quick else 30,
+        sweep_batch_sizes=[] if args.no_sweep else ([1, 32] if quick else [1, 8, 32, 128]),
+        sweep_lengths=[] if args.no_sweep else ([16, 256] if quick else [16, 64, 256]),
+        sweep_tokens=1024 if quick else 4096,
+        sweep_repeats=1 if quick else 3,
+        rss=not (args.no_rss or quick),
+    )
+    args.model_dir = resolve_model_dir(args.model_dir)
+    args.peers_dir = args.peers_dir.resolve()
+    out_dir: Path = args.out_dir or (
+        REPO_ROOT / ".cache" / "compare" if quick else REPO_ROOT / "docs"
+    )
+    logs = REPO_ROOT / ".cache" / "compare" / "logs"
+    for old in logs.glob("*.log"):
+        old.unlink()
+
+    manifest = peers_manifest(args.peers_dir, args.model_dir)
+    keys = [k.strip() for k in args.engines.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in engine_specs.SPECS]
+    if unknown:
+        parser.error(f"unknown engines {unknown}; known: {', '.join(engine_specs.SPECS)}")
+    notes: list[str] = []
+    if manifest is None:
+        missing = [k for k in keys if k in engine_specs.PEER_FILES]
+        if missing:
+            notes.append(
+                f"no prepared peers in {args.peers_dir} (make peers): skipped {', '.join(missing)}"
+            )
+        keys = [k for k in keys if k not in engine_specs.PEER_FILES]
+    if not Path(args.peers_python).exists():
+        peers = [k for k in keys if engine_specs.SPECS[k].interpreter == "peers"]
+        if peers:
+            notes.append(
+                f"no peers' Python at {args.peers_python} (make peers): skipped {', '.join(peers)}"
+            )
+        keys = [k for k in keys if k not in peers]
+    pythons = {
+        k: sys.executable if engine_specs.SPECS[k].interpreter == "self" else args.peers_python
+        for k in keys
     }
-    engines = [
-        e
-        for e in (
-            load_minilm_fast(model, args.threads, args.batch_size),
-            load_sentence_transformers(model, args.threads, args.batch_size),
-        )
-        if e is not None
-    ]
-    if not engines:
-        print("nothing to measure: neither minilm_fast nor sentence-transformers is importable")
-        return 1
 
+    tok = load_tokenizer(args.model_dir)
+    if args.texts is not None:
+        sentences = workloads.read_texts(args.texts)
+        short_desc = f"{args.texts.name}, {len(sentences)} texts"
+    else:
+        sentences = workloads.generate_sentences(3000)
+        short_desc = "3000 generated STS-B-like sentences"
+    n_long = args.n_long or (32 if quick else 128)
+    texts = {
+        # quick: every 6th text, so the sample has the file's mix of lengths
+        "short": sentences[:: 6 if quick else 1],
+        "long": workloads.long_documents(sentences, n_long, tok),
+    }
+    sweep_texts = {
+        length: workloads.texts_of_length(
+            sentences, max([*s.sweep_batch_sizes, s.sweep_tokens // length]), length, tok
+        )
+        for length in s.sweep_lengths
+    }
+
+    def mean_tokens(items: Sequence[str]) -> float:
+        return float(np.mean([len(e.ids) for e in tok.encode_batch(list(items))]))
+
+    meta = {
+        "command": "python "
+        + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": report.machine_description(),
+        "python": platform.python_version(),
+        "threads": s.threads,
+        "batch_size": s.batch_size,
+        "repeats": s.repeats,
+        "quick": quick,
+        "model_dir": str(args.model_dir),
+        "peers": manifest,
+    }
+    work_meta = {
+        "short": {
+            "texts": len(texts["short"]),
+            "tokens": mean_tokens(texts["short"]),
+            "desc": short_desc,
+        },
+        "long": {
+            "texts": len(texts["long"]),
+            "tokens": mean_tokens(texts["long"]),
+            "desc": f"{len(texts['long'])} documents of 300+ word pieces, cut at 256",
+        },
+        "query": {
+            "texts": 1,
+            "tokens": mean_tokens(workloads.QUERIES),
+            "desc": f"one query per call, {len(workloads.QUERIES)} different ones in turn",
+        },
+        "sweep": {
+            str(k): {"texts": len(v), "tokens": mean_tokens(v)} for k, v in sweep_texts.items()
+        },
+    }
     print(
-        f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs; "
-        f"threads {args.threads}, batch {args.batch_size}, repeats {args.repeats}, model {model}"
+        f"{meta['machine']}; python {meta['python']}; threads {s.threads}, batch {s.batch_size}, "
+        f"{s.repeats} rounds; model {args.model_dir}"
     )
 
-    noise = CpuNoise()
-    noise.start()
-    throughput = time_batches(engines, workloads, args.repeats)
-    latency = time_latency(engines, args.latency_runs)
-    other = noise.stop()
-    print_report(engines, workloads, token_stats(args.model_dir, workloads), throughput, latency)
-    if other is not None:
-        print(f"\nother processes used {100 * other:.0f}% of the CPUs during the measurements")
-        if other > 0.05:
-            print("warning: the machine was busy; these numbers are noisy")
+    for note in notes:
+        print(f"note: {note}")
+    t_start = time.perf_counter()
+    print("load time and peak RSS, one fresh process per engine and workload:")
+    info, skipped = probe(keys, pythons, args, texts, s, logs)
+    for key, why in skipped.items():
+        notes.append(f"{key} skipped: {why.splitlines()[0]}")
+        print(f"  note: {notes[-1]}")
+    keys = [k for k in keys if k in info]
+    if not keys:
+        print("nothing to measure")
+        return 1
+    # at --threads 1 the tables' CPU / wall column says it already
+    t1 = threads1_cpu_use(args, texts, logs) if "minilm_fast" in keys and s.threads != 1 else {}
+
+    print("measuring in persistent workers, engines alternating:")
+    workers: dict[str, Worker] = {}
+    noise = Noise()
+    try:
+        for key in keys:
+            workers[key] = Worker(
+                key, pythons[key], args.model_dir, args.peers_dir, s.threads, logs / f"{key}.log"
+            )
+        print("verify: the same check texts through every engine")
+        verification = verify(workers)
+        measured = measure(workers, texts, sweep_texts, s, noise)
+    finally:
+        for w in workers.values():
+            w.close()
+
+    results = {
+        "meta": {**meta, "seconds": time.perf_counter() - t_start, "notes": notes},
+        "workloads": work_meta,
+        "engines": {
+            k: {
+                **info[k],
+                "label": engine_specs.SPECS[k].label,
+                "precision": engine_specs.SPECS[k].precision,
+                "how": engine_specs.SPECS[k].how,
+            }
+            for k in keys
+        },
+        "verification": verification,
+        "threads1_cpu_use": t1,
+        "noise": {
+            "share": noise.share(),
+            "by_engine": {k: o / w for k, (o, w) in noise.by_engine.items() if w},
+        },
+        **measured,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "compare-latest.json"
+    md_path = out_dir / "compare-latest.md"
+    png_path = out_dir / "compare-latest.png"
+    json_path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    chart_note = report.draw_chart_somewhere(
+        json_path, png_path, [sys.executable, args.peers_python]
+    )
+    markdown = report.markdown(results, png_path.name if chart_note is None else None)
+    md_path.write_text(markdown, encoding="utf-8")
+    print()
+    print(markdown)
+    print(
+        f"wrote {md_path}, {json_path}"
+        + (f", {png_path}" if chart_note is None else f" ({chart_note})")
+    )
     return 0
 
 
