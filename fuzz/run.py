@@ -20,8 +20,10 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -112,6 +114,15 @@ def run_target(name: str, seconds: int, env: dict[str, str]) -> dict[str, object
     }
 
 
+def remove_scratch() -> None:
+    """Delete the scratch folders of target processes that have ended (see scratch_dir)."""
+    for base in {Path("/dev/shm"), Path(tempfile.gettempdir())}:
+        for folder in base.glob("minilm-fast-fuzz-*"):
+            pid = folder.name.split("-")[3]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -133,6 +144,7 @@ def main() -> int:
     build_seconds = build(args.sanitizer, env)
 
     results = [run_target(name, args.seconds, env) for name in targets]
+    remove_scratch()
     summary = {
         "targets": results,
         "build_seconds": round(build_seconds, 1),
@@ -148,7 +160,8 @@ def main() -> int:
     found = [r for r in results if r["findings"]]
     for r in found:
         for artifact in r["artifacts"]:
-            reproduce = f"RUSTC_BOOTSTRAP=1 cargo fuzz run {r['name']} {artifact}"
+            binary = (FUZZ / "target" / TRIPLE / "release" / str(r["name"])).relative_to(ROOT)
+            reproduce = f"{binary} {artifact}  (runs that input once, with the backtrace)"
             print(f"FINDING in {r['name']}: {artifact}\n  reproduce: {reproduce}", file=sys.stderr)
         if not r["artifacts"]:
             print(

@@ -54,6 +54,7 @@ macro_rules! with_isa {
             // safe Rust.
             #[cfg(target_arch = "x86_64")]
             Kind::Avx512 => unsafe { avx512($($name),*) },
+            // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
             Kind::Avx2Fma => unsafe { avx2($($name),*) },
             _ => $body::<Separate>($($name),*),
