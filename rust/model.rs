@@ -9,8 +9,8 @@
 //! handful of buffers allocated once per batch.
 
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use candle_core::Tensor;
 use rayon::prelude::*;
 
 use crate::attention::self_attention;
@@ -25,10 +25,6 @@ use crate::weights::WeightReader;
 /// Rows per parallel task in the row-wise passes (embeddings, LayerNorm).
 const ROWS_PER_TASK: usize = 64;
 
-fn values(tensor: Tensor) -> Result<Vec<f32>> {
-    Ok(tensor.flatten_all()?.to_vec1::<f32>()?)
-}
-
 fn load_linear(
     isa: Isa,
     weights: &WeightReader,
@@ -40,12 +36,8 @@ fn load_linear(
     let mut weight = Vec::with_capacity(names.len() * outputs * inputs);
     let mut bias = Vec::with_capacity(names.len() * outputs);
     for name in names {
-        weight.extend(values(
-            weights.tensor(&format!("{name}.weight"), &[outputs, inputs])?,
-        )?);
-        bias.extend(values(
-            weights.tensor(&format!("{name}.bias"), &[outputs])?,
-        )?);
+        weight.extend(weights.values(&format!("{name}.weight"), &[outputs, inputs])?);
+        bias.extend(weights.values(&format!("{name}.bias"), &[outputs])?);
     }
     let total = names.len() * outputs;
     Ok(Box::new(DenseF32::new(isa, &weight, bias, inputs, total)))
@@ -60,8 +52,8 @@ struct LayerNorm {
 impl LayerNorm {
     fn load(weights: &WeightReader, name: &str, size: usize, eps: f64) -> Result<Self> {
         Ok(Self {
-            gamma: values(weights.tensor(&format!("{name}.weight"), &[size])?)?,
-            beta: values(weights.tensor(&format!("{name}.bias"), &[size])?)?,
+            gamma: weights.values(&format!("{name}.weight"), &[size])?,
+            beta: weights.values(&format!("{name}.bias"), &[size])?,
             eps: eps as f32,
         })
     }
@@ -88,17 +80,15 @@ impl Embeddings {
     fn load(weights: &WeightReader, config: &BertConfig) -> Result<Self> {
         let h = config.hidden_size;
         Ok(Self {
-            word: values(
-                weights.tensor("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
-            )?,
-            position: values(weights.tensor(
+            word: weights.values("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
+            position: weights.values(
                 "embeddings.position_embeddings.weight",
                 &[config.max_position_embeddings, h],
-            )?)?,
-            token_type: values(weights.tensor(
+            )?,
+            token_type: weights.values(
                 "embeddings.token_type_embeddings.weight",
                 &[config.type_vocab_size, h],
-            )?)?,
+            )?,
             norm: LayerNorm::load(weights, "embeddings.LayerNorm", h, config.layer_norm_eps)?,
         })
     }
@@ -158,7 +148,8 @@ impl Layer {
     }
 }
 
-/// The per-batch buffers, allocated once per forward and reused by every layer.
+/// A forward pass's buffers, shared by every layer of the batch and kept for the next batch.
+#[derive(Default)]
 struct Workspace {
     hidden: Vec<f32>,
     qkv: Vec<f32>,
@@ -167,12 +158,36 @@ struct Workspace {
     scratch: Vec<f32>,
 }
 
+/// Largest workspace (in tokens) kept between batches, ~31 MB for all-MiniLM-L6-v2. Fresh
+/// buffers cost page faults on first touch, which is noticeable on short batches (tens of
+/// milliseconds of compute) and not on long ones; keeping every size would hold ~130 MB after
+/// one 8192-token batch.
+const KEPT_WORKSPACE_TOKENS: usize = 2048;
+
+impl Workspace {
+    /// Sized for `tokens` rows. Every element is written before it is read, so only buffers
+    /// that grow are filled (with zeros, the cheapest initialised value).
+    fn fit(&mut self, tokens: usize, hidden: usize, intermediate: usize) {
+        self.hidden.resize(tokens * hidden, 0.0);
+        self.qkv.resize(tokens * 3 * hidden, 0.0);
+        self.context.resize(tokens * hidden, 0.0);
+        self.intermediate.resize(tokens * intermediate, 0.0);
+        self.scratch.resize(tokens * hidden, 0.0);
+    }
+
+    fn capacity_tokens(&self, intermediate: usize) -> usize {
+        self.intermediate.capacity() / intermediate.max(1)
+    }
+}
+
 /// A BERT encoder with its weights, immutable after `load` (shared across threads freely).
 pub struct BertModel {
     config: BertConfig,
     isa: Isa,
     embeddings: Embeddings,
     layers: Vec<Layer>,
+    /// Idle workspaces; concurrent batches each take their own.
+    workspaces: Mutex<Vec<Workspace>>,
 }
 
 impl BertModel {
@@ -190,6 +205,7 @@ impl BertModel {
             isa,
             embeddings,
             layers,
+            workspaces: Mutex::new(Vec::new()),
         })
     }
 
@@ -200,18 +216,42 @@ impl BertModel {
     /// The last hidden state of every packed token, [tokens.len(), hidden] row-major. Runs on
     /// the current rayon pool (the encoder's own).
     pub fn forward_packed(&self, tokens: &PackedTokens) -> Vec<f32> {
+        self.with_last_hidden(tokens, <[f32]>::to_vec)
+    }
+
+    /// Runs the encoder over `tokens` and hands `read` the last hidden state
+    /// ([tokens.len(), hidden] row-major) while it is still in the workspace, so pooling reads
+    /// it without a copy. Runs on the current rayon pool (the encoder's own).
+    pub fn with_last_hidden<R>(&self, tokens: &PackedTokens, read: impl FnOnce(&[f32]) -> R) -> R {
         let (h, i) = (self.config.hidden_size, self.config.intermediate_size);
         let n = tokens.len();
         if n == 0 {
-            return Vec::new();
+            return read(&[]);
         }
-        let mut ws = Workspace {
-            hidden: vec![0.0; n * h],
-            qkv: vec![0.0; n * 3 * h],
-            context: vec![0.0; n * h],
-            intermediate: vec![0.0; n * i],
-            scratch: vec![0.0; n * h],
-        };
+        let mut ws = self.take_workspace();
+        ws.fit(n, h, i);
+        self.run_layers(tokens, &mut ws);
+        let result = read(&ws.hidden);
+        if ws.capacity_tokens(i) <= KEPT_WORKSPACE_TOKENS {
+            self.idle_workspaces().push(ws);
+        }
+        result
+    }
+
+    fn take_workspace(&self) -> Workspace {
+        self.idle_workspaces().pop().unwrap_or_default()
+    }
+
+    /// The lock guards only a push or a pop; a panic elsewhere cannot leave the list
+    /// half-changed, so a poisoned lock is still sound to use.
+    fn idle_workspaces(&self) -> MutexGuard<'_, Vec<Workspace>> {
+        self.workspaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn run_layers(&self, tokens: &PackedTokens, ws: &mut Workspace) {
+        let n = tokens.len();
         self.embeddings.forward(self.isa, tokens, &mut ws.hidden);
         let activation: Activation = self.config.activation;
         for layer in &self.layers {
@@ -242,7 +282,6 @@ impl BertModel {
             layer.output_norm.forward(self.isa, &mut ws.scratch);
             std::mem::swap(&mut ws.hidden, &mut ws.scratch);
         }
-        ws.hidden
     }
 
     /// The last hidden state in the padded layout, [batch * seq_len, hidden]; padding
