@@ -91,15 +91,20 @@ impl SentenceEncoder {
     pub fn encode(&self, batch: &TokenBatch, normalize: Option<bool>) -> Result<Vec<f32>> {
         let normalize = normalize.unwrap_or(self.sentence.normalize);
         let tokens = PackedTokens::new(batch);
-        let hidden = self.pool.install(|| self.model.forward_packed(&tokens));
         let (dim, out_dim) = (self.config().hidden_size, self.output_dim());
         let mut out = vec![0.0f32; batch.batch * out_dim];
-        // Straight from the packed tokens: padding was never computed, so it needs no mask.
-        for (sequence, row) in out.chunks_exact_mut(out_dim).enumerate() {
-            let range = tokens.range(sequence);
-            let real = &hidden[range.start * dim..range.end * dim];
-            pooling::pool_sequence(self.isa, real, dim, &self.sentence.pooling, normalize, row);
-        }
+        self.pool.install(|| {
+            self.model.with_last_hidden(&tokens, |hidden| {
+                // Straight from the packed tokens: padding was never computed, so it needs no
+                // mask.
+                for (sequence, row) in out.chunks_exact_mut(out_dim).enumerate() {
+                    let range = tokens.range(sequence);
+                    let real = &hidden[range.start * dim..range.end * dim];
+                    let modes = &self.sentence.pooling;
+                    pooling::pool_sequence(self.isa, real, dim, modes, normalize, row);
+                }
+            })
+        });
         Ok(out)
     }
 

@@ -150,6 +150,11 @@ const SCALAR_NR: usize = 8;
 /// several of them and a task is big enough to amortise scheduling.
 const ROW_TILES_PER_BLOCK: usize = 4;
 
+/// Tasks per thread a GEMM is cut into at least (by columns when rows are few), so rayon's
+/// stealing can even out the shares: with one or two tasks per thread, one task more or less
+/// is a large imbalance.
+const TASKS_PER_THREAD: usize = 8;
+
 /// `C[m × n] = epilogue(A[m × k] · B)`, `A` row-major with row stride `lda`, `C` with `ldc`.
 /// Runs on the current rayon pool when `parallel` (the encoder's own pool); the caller
 /// guarantees the slices cover the rows and columns named.
@@ -206,16 +211,20 @@ pub unsafe fn matmul_to(
     let block_rows = mr * ROW_TILES_PER_BLOCK;
     let row_blocks = m.div_ceil(block_rows);
     let panels = n.div_ceil(nr);
-    // Few rows (a single query): split the columns too, so every thread has panels to run.
+    // Few row blocks (short batches, a single query): split the columns too. A batch of 32
+    // short sentences is ~9 row blocks, which 2 threads share 5 : 4; with every block halved
+    // by columns the shares differ by half a block instead of a whole one.
     let threads = if parallel {
         rayon::current_num_threads()
     } else {
         1
     };
-    let column_splits = if row_blocks >= 2 * threads {
+    let column_splits = if threads == 1 || row_blocks >= TASKS_PER_THREAD * threads {
         1
     } else {
-        (2 * threads).div_ceil(row_blocks).min(panels)
+        (TASKS_PER_THREAD * threads)
+            .div_ceil(row_blocks)
+            .min(panels)
     };
     let panels_per_split = panels.div_ceil(column_splits);
     let tasks = row_blocks * column_splits;
