@@ -306,30 +306,37 @@ def probe(
     return info, skipped
 
 
-def threads1_cpu_use(
-    args: argparse.Namespace, texts: dict[str, list[str]], logs: Path
-) -> dict[str, float]:
-    """minilm_fast at threads=1: process CPU time over wall time per workload (1.00 = one core)."""
-    w = Worker(
-        "minilm_fast",
-        sys.executable,
-        args.model_dir,
-        args.peers_dir,
-        1,
-        logs / "minilm_fast-t1.log",
+def thread_checks(
+    args: argparse.Namespace, texts: dict[str, list[str]], logs: Path, threads: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """minilm_fast at threads=1: process CPU time over wall time per workload (1.00 = one
+    core); and long-text throughput at threads=1 against `threads`, the two alternating."""
+    single, multi = (
+        Worker("minilm_fast", sys.executable, args.model_dir, args.peers_dir, n, logs / name)
+        for n, name in ((1, "minilm_fast-t1.log"), (threads, f"minilm_fast-t{threads}.log"))
     )
-    out = {}
+    cpu_use: dict[str, float] = {}
+    rates: dict[int, list[float]] = {1: [], threads: []}
     try:
         for wl, sample in (("short", texts["short"][:1024]), ("long", texts["long"][:32])):
-            w.call(op="set", name=wl, texts=sample)
-            w.call(op="run", name=wl, batch_size=32)  # warm-up
-            answer = w.call(op="run", name=wl, batch_size=32)
-            out[wl] = answer["cpu"] / answer["wall"]
-        answer = w.call(op="latency", texts=workloads.QUERIES, calls=100)
-        out["query"] = answer["cpu"] / answer["wall"]
+            single.call(op="set", name=wl, texts=sample)
+            single.call(op="run", name=wl, batch_size=32)  # warm-up
+            answer = single.call(op="run", name=wl, batch_size=32)
+            cpu_use[wl] = answer["cpu"] / answer["wall"]
+        answer = single.call(op="latency", texts=workloads.QUERIES, calls=100)
+        cpu_use["query"] = answer["cpu"] / answer["wall"]
+        multi.call(op="set", name="long", texts=texts["long"][:32])
+        multi.call(op="run", name="long", batch_size=32)  # warm-up
+        for _ in range(3):
+            for n, worker in ((1, single), (threads, multi)):
+                answer = worker.call(op="run", name="long", batch_size=32)
+                rates[n].append(32 / answer["wall"])
     finally:
-        w.close()
-    return out
+        single.close()
+        multi.close()
+    one, many = statistics.median(rates[1]), statistics.median(rates[threads])
+    scaling = {"threads": threads, "t1_sps": one, "tn_sps": many, "ratio": many / one}
+    return cpu_use, scaling
 
 
 def verify(workers: dict[str, Worker]) -> dict[str, dict[str, float]]:
@@ -585,7 +592,11 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing to measure")
         return 1
     # at --threads 1 the tables' CPU / wall column says it already
-    t1 = threads1_cpu_use(args, texts, logs) if "minilm_fast" in keys and s.threads != 1 else {}
+    t1, scaling = (
+        thread_checks(args, texts, logs, s.threads)
+        if "minilm_fast" in keys and s.threads != 1
+        else ({}, {})
+    )
 
     print("measuring in persistent workers, engines alternating:")
     workers: dict[str, Worker] = {}
@@ -616,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "verification": verification,
         "threads1_cpu_use": t1,
+        "thread_scaling": scaling,
         "noise": {
             "share": noise.share(),
             "by_engine": {k: o / w for k, (o, w) in noise.by_engine.items() if w},

@@ -95,6 +95,88 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, float, str, float]]
     return rows
 
 
+def _target_row(goal: str, measured: str, ok: bool | None) -> str:
+    verdict = "–" if ok is None else ("met" if ok else "**not met**")
+    return f"| {goal} | {measured} | {verdict} |"
+
+
+def targets(results: dict[str, Any]) -> list[str]:
+    """The speed issue's targets, each with what this run measured."""
+    rows = []
+    for wl, mine, _peer, theirs in summary_rows(results):
+        if wl == "short":
+            ratio = mine / theirs
+            rows.append(
+                _target_row("short texts ≥ 1.10× best fp32 peer", f"{ratio:.2f}×", ratio >= 1.1)
+            )
+        elif wl == "long":
+            ratio = mine / theirs
+            rows.append(
+                _target_row("long texts ≥ 0.90× best fp32 peer", f"{ratio:.2f}×", ratio >= 0.9)
+            )
+        else:
+            ratio = mine / theirs
+            rows.append(
+                _target_row(
+                    "one query: median ≤ 0.70× best fp32 peer's",
+                    f"{mine:.2f} ms vs {theirs:.2f} ms ({ratio:.2f}×)",
+                    ratio <= 0.7,
+                )
+            )
+    own = results["latency"].get("minilm_fast", {}).get("ms")
+    if own:
+        p50, p99 = float(np.percentile(own, 50)), float(np.percentile(own, 99))
+        rows.append(
+            _target_row(
+                "one query: p99 ≤ 1.5× own median",
+                f"{p99:.2f} ms = {p99 / p50:.2f}× median",
+                p99 <= 1.5 * p50,
+            )
+        )
+    t1 = results.get("threads1_cpu_use") or {}
+    if t1:
+        worst = max(t1.values())
+        rows.append(
+            _target_row(
+                "threads=1: CPU time / wall ≤ 1.1", f"{worst:.2f} (worst workload)", worst <= 1.1
+            )
+        )
+    scaling = results.get("thread_scaling") or {}
+    if scaling:
+        rows.append(
+            _target_row(
+                f"threads={scaling['threads']} ≥ 1.8× threads=1 on long texts",
+                f"{scaling['ratio']:.2f}× ({scaling['tn_sps']:.1f} vs "
+                f"{scaling['t1_sps']:.1f} texts/s)",
+                scaling["ratio"] >= 1.8,
+            )
+        )
+    engines = results["engines"]
+    if "minilm_fast" in engines and "onnxruntime" in engines:
+        mine_peaks = engines["minilm_fast"].get("peak_mb", {})
+        ort_peaks = engines["onnxruntime"].get("peak_mb", {})
+        shared = [wl for wl in mine_peaks if wl in ort_peaks]
+        if shared:
+            shown = ", ".join(
+                f"{wl} {mine_peaks[wl]:.0f} vs {ort_peaks[wl]:.0f} MB" for wl in shared
+            )
+            ok = all(mine_peaks[wl] <= ort_peaks[wl] for wl in shared)
+            rows.append(_target_row("peak RSS ≤ ONNX Runtime's", shown, ok))
+    if "minilm_fast" in engines:
+        load = engines["minilm_fast"]["load_s"]
+        rows.append(_target_row("load → first embedding ≤ 0.3 s", f"{load:.2f} s", load <= 0.3))
+    if not rows:
+        return []
+    return [
+        "",
+        "## Targets of the speed issue",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        *rows,
+    ]
+
+
 def markdown(results: dict[str, Any], chart: str | None) -> str:
     meta = results["meta"]
     work = results["workloads"]
@@ -137,6 +219,7 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
                 f"{mine / theirs:.2f}× |"
             )
 
+    lines += targets(results)
     lines += [
         "",
         "## Engines",
