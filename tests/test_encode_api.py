@@ -221,6 +221,32 @@ def test_similarity_is_the_cosine_matrix(encoder: Encoder, reference: np.ndarray
 # Prompts
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"prompt": "query: "},
+        {"truncate_dim": 64},
+        {"truncate_dim": 64, "normalize_embeddings": True},
+        {"long_text": "chunk"},
+        {"precision": "ubinary"},
+        {"return_truncation": True},
+    ],
+    ids=lambda options: ",".join(options) or "defaults",
+)
+@pytest.mark.parametrize("text", ["A man is eating food.", "", "bread " * 400])
+def test_one_text_equals_a_batch_of_one(encoder: Encoder, text: str, options: dict) -> None:
+    # encode("...") has its own short path (no batching machinery); it must give what the
+    # batch path gives, bit for bit, including the truncation flag and chunked long texts.
+    one = encoder.encode(text, **options)
+    batch = encoder.encode([text], **options)
+    if options.get("return_truncation"):
+        (one, one_cut), (batch, batch_cut) = one, batch
+        assert one_cut == bool(batch_cut[0]) == (len(text) > 1000)
+    assert one.shape == batch.shape[1:]
+    np.testing.assert_array_equal(one, batch[0])
+
+
 def test_prompts_as_sentence_transformers_applies_them(model_dir: pathlib.Path) -> None:
     prompted = Encoder(model_dir, threads=1, prompts={"query": "query: ", "passage": "passage: "})
     text = "Where do penguins live?"

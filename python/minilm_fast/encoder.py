@@ -359,7 +359,16 @@ class Encoder:
                 else result
             )
 
-        embeddings, truncated = self._sentence_embeddings(sentences, plan, show_progress_bar)
+        quick = (
+            self._one_embedding(sentences, plan)
+            if isinstance(sentences, str) and not show_progress_bar
+            else None
+        )
+        embeddings, truncated = (
+            quick
+            if quick is not None
+            else self._sentence_embeddings(sentences, plan, show_progress_bar)
+        )
         self._report_truncation(truncated, return_truncation)
         if precision in ("int8", "uint8") and quantization_ranges is None and len(embeddings) == 1:
             raise ValueError(
@@ -556,6 +565,23 @@ class Encoder:
             return parts[0], truncated_all
         return np.concatenate(parts), truncated_all
 
+    def _one_embedding(
+        self, text: str, plan: _Plan
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]] | None:
+        """`_sentence_embeddings` of one text without the batching machinery (windows, dedup,
+        length sorting, progress): the per-request call of a service, where that machinery was
+        a tenth of the latency. None when the text needs chunk windows."""
+        budget = self._tokenizer.content_budget
+        prompted = plan.prompt + _check_unicode("sentences", text)
+        pieces = self._tokenizer.word_pieces([prompted], parallel=False, limit=budget)[0]
+        cut = len(pieces) > budget
+        if cut and plan.long_text == "chunk":
+            return None
+        ids = np.array([self._tokenizer.frame(pieces)], dtype=np.int64)
+        force_unit = True if plan.normalize and plan.truncate_dim is None else None
+        embeddings = self._native.encode(ids, np.ones_like(ids), normalize=force_unit)
+        return _truncated_dims(embeddings, plan), np.array([cut])
+
     def _embed_window(
         self, texts: list[str], plan: _Plan, bar: _Bar
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
@@ -587,11 +613,7 @@ class Encoder:
         embeddings = _combine_windows(row_vectors, rows, owners, len(texts), self._prefix_len())
         if len(rows) != len(texts) and (force_unit or self._native.normalize):
             embeddings = _l2_normalize(embeddings)  # a mean of unit vectors is shorter than 1
-        if plan.truncate_dim is not None:
-            embeddings = np.ascontiguousarray(embeddings[:, : plan.truncate_dim])
-            if plan.normalize:
-                embeddings = _l2_normalize(embeddings)
-        return embeddings, truncated
+        return _truncated_dims(embeddings, plan), truncated
 
     def _token_embeddings(
         self, texts: Iterable[str], plan: _Plan, show_progress_bar: bool | None
@@ -817,6 +839,14 @@ def _batches(
         step = max(1, _MAX_BATCH_TOKENS // max(len(rows[batch[0]]), 1))
         for first in range(0, len(batch), step):
             yield batch[first : first + step]
+
+
+def _truncated_dims(embeddings: npt.NDArray[np.float32], plan: _Plan) -> npt.NDArray[np.float32]:
+    """The first `plan.truncate_dim` dimensions (Matryoshka), re-normalised if asked."""
+    if plan.truncate_dim is None:
+        return embeddings
+    embeddings = np.ascontiguousarray(embeddings[:, : plan.truncate_dim])
+    return _l2_normalize(embeddings) if plan.normalize else embeddings
 
 
 def _longest_first(rows: Sequence[TokenIds]) -> npt.NDArray[np.intp]:
