@@ -97,12 +97,14 @@ impl SentenceEncoder {
             self.model.with_last_hidden(&tokens, |hidden| {
                 // Straight from the packed tokens: padding was never computed, so it needs no
                 // mask.
-                for (sequence, row) in out.chunks_exact_mut(out_dim).enumerate() {
-                    let range = tokens.range(sequence);
-                    let real = &hidden[range.start * dim..range.end * dim];
-                    let modes = &self.sentence.pooling;
-                    pooling::pool_sequence(self.isa, real, dim, modes, normalize, row);
-                }
+                crate::stage_timing::timed(crate::stage_timing::Stage::Pooling, || {
+                    for (sequence, row) in out.chunks_exact_mut(out_dim).enumerate() {
+                        let range = tokens.range(sequence);
+                        let real = &hidden[range.start * dim..range.end * dim];
+                        let modes = &self.sentence.pooling;
+                        pooling::pool_sequence(self.isa, real, dim, modes, normalize, row);
+                    }
+                })
             })
         });
         Ok(out)

@@ -14,6 +14,7 @@ mod linear;
 pub mod model;
 mod packing;
 pub mod pooling;
+pub mod stage_timing;
 mod weights;
 
 #[cfg(feature = "python")]

@@ -251,35 +251,52 @@ impl BertModel {
     }
 
     fn run_layers(&self, tokens: &PackedTokens, ws: &mut Workspace) {
+        use crate::stage_timing::{timed, Stage};
         let n = tokens.len();
-        self.embeddings.forward(self.isa, tokens, &mut ws.hidden);
+        timed(Stage::Embeddings, || {
+            self.embeddings.forward(self.isa, tokens, &mut ws.hidden)
+        });
         let activation: Activation = self.config.activation;
         for layer in &self.layers {
-            layer.qkv.forward(&ws.hidden, n, &mut ws.qkv, Finish::Bias);
-            self_attention(
-                self.isa,
-                tokens,
-                &ws.qkv,
-                self.config.num_heads,
-                self.config.head_dim(),
-                &mut ws.context,
-            );
+            timed(Stage::Qkv, || {
+                layer.qkv.forward(&ws.hidden, n, &mut ws.qkv, Finish::Bias)
+            });
+            timed(Stage::Attention, || {
+                self_attention(
+                    self.isa,
+                    tokens,
+                    &ws.qkv,
+                    self.config.num_heads,
+                    self.config.head_dim(),
+                    &mut ws.context,
+                )
+            });
             let residual = Finish::Residual(&ws.hidden);
-            layer
-                .attention_output
-                .forward(&ws.context, n, &mut ws.scratch, residual);
-            layer.attention_norm.forward(self.isa, &mut ws.scratch);
+            timed(Stage::AttentionOutput, || {
+                layer
+                    .attention_output
+                    .forward(&ws.context, n, &mut ws.scratch, residual)
+            });
+            timed(Stage::AttentionNorm, || {
+                layer.attention_norm.forward(self.isa, &mut ws.scratch)
+            });
             std::mem::swap(&mut ws.hidden, &mut ws.scratch);
 
             let act = Finish::Activation(activation);
-            layer
-                .intermediate
-                .forward(&ws.hidden, n, &mut ws.intermediate, act);
+            timed(Stage::Intermediate, || {
+                layer
+                    .intermediate
+                    .forward(&ws.hidden, n, &mut ws.intermediate, act)
+            });
             let residual = Finish::Residual(&ws.hidden);
-            layer
-                .output
-                .forward(&ws.intermediate, n, &mut ws.scratch, residual);
-            layer.output_norm.forward(self.isa, &mut ws.scratch);
+            timed(Stage::Output, || {
+                layer
+                    .output
+                    .forward(&ws.intermediate, n, &mut ws.scratch, residual)
+            });
+            timed(Stage::OutputNorm, || {
+                layer.output_norm.forward(self.isa, &mut ws.scratch)
+            });
             std::mem::swap(&mut ws.hidden, &mut ws.scratch);
         }
     }
