@@ -37,16 +37,19 @@ pub fn self_attention(
     let row = 3 * hidden;
     assert!(qkv.len() >= tokens.len() * row && context.len() >= tokens.len() * hidden);
     let scale = 1.0 / (head_dim as f32).sqrt();
+    // A (sequence, head) of a short sentence is a few microseconds of work, less than the
+    // cost of a rayon task and a scratch lookup: heads are grouped so that there are about
+    // TASKS_PER_THREAD tasks per thread, and a task runs its heads back to back.
+    let sequences = tokens.sequences();
+    let wanted = TASKS_PER_THREAD * rayon::current_num_threads();
+    let heads_per_task = (sequences * heads / wanted.max(1)).clamp(1, heads.max(1));
     let context_addr = context.as_mut_ptr() as usize;
-    let task = |(sequence, head): (usize, usize)| {
+    let task = |(sequence, first_head): (usize, usize)| {
         let range = tokens.range(sequence);
         let n = range.len();
         if n == 0 {
             return;
         }
-        let q = &qkv[range.start * row + head * head_dim..];
-        let k = &qkv[range.start * row + hidden + head * head_dim..];
-        let v = &qkv[range.start * row + 2 * hidden + head * head_dim..];
         SCRATCH.with(|cell| {
             let mut slot = cell.borrow_mut();
             if slot.as_ref().is_none_or(|s| s.isa != isa) {
@@ -61,43 +64,52 @@ pub fn self_attention(
             if scratch.scores.len() < n * n {
                 scratch.scores.resize(n * n, 0.0);
             }
-            let scores = &mut scratch.scores[..n * n];
-            scratch.keys.refill_transposed(k, head_dim, n, row);
-            gemm::matmul(
-                isa,
-                q,
-                row,
-                n,
-                &scratch.keys,
-                scores,
-                n,
-                Epilogue::None,
-                false,
-            );
-            for scores_row in scores.chunks_exact_mut(n) {
-                vecmath::softmax_scaled(isa, scores_row, scale);
-            }
-            scratch.values.refill_rows(v, n, head_dim, row);
-            // SAFETY: this task alone writes rows `range` × columns `head*d .. head*d + d`
-            // of `context` (tasks differ in sequence or head), inside its asserted length.
-            unsafe {
-                let out = (context_addr as *mut f32).add(range.start * hidden + head * head_dim);
-                gemm::matmul_to(
+            for head in first_head..(first_head + heads_per_task).min(heads) {
+                let q = &qkv[range.start * row + head * head_dim..];
+                let k = &qkv[range.start * row + hidden + head * head_dim..];
+                let v = &qkv[range.start * row + 2 * hidden + head * head_dim..];
+                let scores = &mut scratch.scores[..n * n];
+                scratch.keys.refill_transposed(k, head_dim, n, row);
+                gemm::matmul(
                     isa,
+                    q,
+                    row,
+                    n,
+                    &scratch.keys,
                     scores,
                     n,
-                    n,
-                    &scratch.values,
-                    out,
-                    hidden,
                     Epilogue::None,
                     false,
                 );
+                for scores_row in scores.chunks_exact_mut(n) {
+                    vecmath::softmax_scaled(isa, scores_row, scale);
+                }
+                scratch.values.refill_rows(v, n, head_dim, row);
+                // SAFETY: this task alone writes rows `range` × columns `head*d .. head*d + d`
+                // of `context` (tasks differ in sequence or head), inside its asserted length.
+                unsafe {
+                    let out =
+                        (context_addr as *mut f32).add(range.start * hidden + head * head_dim);
+                    gemm::matmul_to(
+                        isa,
+                        scores,
+                        n,
+                        n,
+                        &scratch.values,
+                        out,
+                        hidden,
+                        Epilogue::None,
+                        false,
+                    );
+                }
             }
         });
     };
-    let tasks: Vec<(usize, usize)> = (0..tokens.sequences())
-        .flat_map(|s| (0..heads).map(move |h| (s, h)))
+    let tasks: Vec<(usize, usize)> = (0..sequences)
+        .flat_map(|s| (0..heads).step_by(heads_per_task).map(move |h| (s, h)))
         .collect();
     tasks.into_par_iter().for_each(task);
 }
+
+/// Attention tasks per thread at least, when there are enough (sequence, head) pairs.
+const TASKS_PER_THREAD: usize = 8;

@@ -35,7 +35,7 @@ impl PackedB {
     /// Packs `b[kk * ldb + j]` (row-major `K × N`) for the kernels of `isa`.
     pub fn from_rows(isa: Isa, b: &[f32], k: usize, n: usize, ldb: usize) -> PackedB {
         let mut packed = PackedB::empty(isa, k, n);
-        packed.fill(|kk, j| b[kk * ldb + j]);
+        packed.refill_rows(b, k, n, ldb);
         packed
     }
 
@@ -43,7 +43,7 @@ impl PackedB {
     /// keys of one head): column `j` of B is row `j` of `bt`.
     pub fn from_transposed(isa: Isa, bt: &[f32], k: usize, n: usize, ldbt: usize) -> PackedB {
         let mut packed = PackedB::empty(isa, k, n);
-        packed.fill(|kk, j| bt[j * ldbt + kk]);
+        packed.refill_transposed(bt, k, n, ldbt);
         packed
     }
 
@@ -59,16 +59,48 @@ impl PackedB {
         }
     }
 
-    /// Repacks from a row-major `K × N` source of the same shape (no allocation).
+    /// Repacks from a row-major `K × N` source (no allocation when it fits). Attention repacks
+    /// V for every (sequence, head), so this copies whole row pieces, not element by element.
     pub fn refill_rows(&mut self, b: &[f32], k: usize, n: usize, ldb: usize) {
         self.reshape(k, n);
-        self.fill(|kk, j| b[kk * ldb + j]);
+        let nr = self.nr;
+        for (p, panel) in self.panels_mut() {
+            let (first, width) = (p * nr, nr.min(n - p * nr));
+            for (kk, row) in panel.chunks_exact_mut(nr).enumerate() {
+                let source = &b[kk * ldb + first..][..width];
+                row[..width].copy_from_slice(source);
+                row[width..].fill(0.0);
+            }
+        }
     }
 
     /// Repacks from the transpose of a row-major `N × K` source (no allocation when it fits).
+    /// Reads each source row once, contiguously (it is a key vector or a weight row), and
+    /// scatters it down its column of the panel, which stays in L1.
     pub fn refill_transposed(&mut self, bt: &[f32], k: usize, n: usize, ldbt: usize) {
         self.reshape(k, n);
-        self.fill(|kk, j| bt[j * ldbt + kk]);
+        let nr = self.nr;
+        for (p, panel) in self.panels_mut() {
+            let (first, width) = (p * nr, nr.min(n - p * nr));
+            if width < nr {
+                panel.fill(0.0);
+            }
+            for jj in 0..width {
+                let source = &bt[(first + jj) * ldbt..][..k];
+                for (kk, &value) in source.iter().enumerate() {
+                    panel[kk * nr + jj] = value;
+                }
+            }
+        }
+    }
+
+    /// The panels covering the current `N`, each `K × nr`, with their index.
+    fn panels_mut(&mut self) -> impl Iterator<Item = (usize, &mut [f32])> {
+        let panels = self.n.div_ceil(self.nr);
+        self.data
+            .chunks_exact_mut(self.k * self.nr)
+            .take(panels)
+            .enumerate()
     }
 
     pub fn k(&self) -> usize {
@@ -85,24 +117,6 @@ impl PackedB {
         let needed = n.div_ceil(self.nr) * k * self.nr;
         if self.data.len() < needed {
             self.data.resize(needed, 0.0);
-        }
-    }
-
-    fn fill(&mut self, value: impl Fn(usize, usize) -> f32) {
-        let (k, n, nr) = (self.k, self.n, self.nr);
-        for (p, panel) in self
-            .data
-            .chunks_exact_mut(k * nr)
-            .take(n.div_ceil(nr))
-            .enumerate()
-        {
-            for kk in 0..k {
-                let row = &mut panel[kk * nr..(kk + 1) * nr];
-                for (jj, slot) in row.iter_mut().enumerate() {
-                    let j = p * nr + jj;
-                    *slot = if j < n { value(kk, j) } else { 0.0 };
-                }
-            }
         }
     }
 

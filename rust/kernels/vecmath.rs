@@ -145,12 +145,18 @@ fn softmax_body<M: MulAdd>(row: &mut [f32], scale: f32) {
             *sum += *x;
         }
     }
-    let mut total = 0.0;
-    for x in chunks.into_remainder() {
+    // The tail as one more full vector, padded with -inf (whose exponential, clamped, is ~1e-38
+    // and vanishes in the sum): scores of a short sentence are all tail (15 of them for 15
+    // tokens), and exp one lane at a time cost more than the attention GEMMs around it.
+    let tail = chunks.into_remainder();
+    let mut padded = [f32::NEG_INFINITY; LANES];
+    padded[..tail.len()].copy_from_slice(tail);
+    for (x, sum) in padded.iter_mut().zip(sums.iter_mut()) {
         *x = exp::<M>(M::mul_add(*x, scale, -max));
-        total += *x;
+        *sum += *x;
     }
-    let inv_sum = 1.0 / (sums.iter().sum::<f32>() + total);
+    tail.copy_from_slice(&padded[..tail.len()]);
+    let inv_sum = 1.0 / sums.iter().sum::<f32>();
     for x in row.iter_mut() {
         *x *= inv_sum;
     }
