@@ -164,15 +164,45 @@ struct Workspace {
 /// one 8192-token batch.
 const KEPT_WORKSPACE_TOKENS: usize = 2048;
 
+/// Resizes `buffer` to `len`. A buffer that must grow is allocated afresh (its contents are
+/// dead) and, before its first touch, offered transparent huge pages: a long batch's ~126 MB
+/// of new buffers otherwise costs ~30,000 page faults, 4% of the batch.
+fn fit_buffer(buffer: &mut Vec<f32>, len: usize) {
+    if len > buffer.capacity() {
+        *buffer = Vec::with_capacity(len);
+        advise_huge_pages(buffer.spare_capacity_mut());
+    }
+    buffer.resize(len, 0.0);
+}
+
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(memory: &mut [std::mem::MaybeUninit<f32>]) {
+    const HUGE_PAGE: usize = 2 << 20;
+    let start = memory.as_mut_ptr() as usize;
+    let first = start.next_multiple_of(HUGE_PAGE);
+    let end = (start + std::mem::size_of_val(memory)) & !(HUGE_PAGE - 1);
+    if end > first {
+        // SAFETY: [first, end) lies inside `memory`, an allocation this function borrows
+        // mutably; MADV_HUGEPAGE changes only how the kernel backs it, not its contents. An
+        // error (no THP support) leaves it as it was.
+        unsafe {
+            libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_memory: &mut [std::mem::MaybeUninit<f32>]) {}
+
 impl Workspace {
     /// Sized for `tokens` rows. Every element is written before it is read, so only buffers
     /// that grow are filled (with zeros, the cheapest initialised value).
     fn fit(&mut self, tokens: usize, hidden: usize, intermediate: usize) {
-        self.hidden.resize(tokens * hidden, 0.0);
-        self.qkv.resize(tokens * 3 * hidden, 0.0);
-        self.context.resize(tokens * hidden, 0.0);
-        self.intermediate.resize(tokens * intermediate, 0.0);
-        self.scratch.resize(tokens * hidden, 0.0);
+        fit_buffer(&mut self.hidden, tokens * hidden);
+        fit_buffer(&mut self.qkv, tokens * 3 * hidden);
+        fit_buffer(&mut self.context, tokens * hidden);
+        fit_buffer(&mut self.intermediate, tokens * intermediate);
+        fit_buffer(&mut self.scratch, tokens * hidden);
     }
 
     fn capacity_tokens(&self, intermediate: usize) -> usize {
