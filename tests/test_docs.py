@@ -19,6 +19,7 @@ OPTIONAL_FRAMEWORKS = {
     "minilm_fast.integrations.langchain": "langchain_core",
     "minilm_fast.integrations.llama_index": "llama_index.core",
     "minilm_fast.integrations.chroma": "chromadb",
+    "minilm_fast.ray": "ray",
 }
 MODULES = sorted(
     ["minilm_fast"]

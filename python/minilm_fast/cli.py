@@ -66,6 +66,18 @@ OUTPUT_FORMATS = {".npy": "npy", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parque
 #: Input suffixes read as JSONL when ``--format`` is not given.
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
+#: Rows per Ray Data batch for ``encode --ray`` (see minilm_fast.ray.DEFAULT_RAY_BATCH_SIZE).
+_RAY_BATCH_SIZE = 256
+
+#: The options of ``encode --ray`` and their argparse destinations.
+_RAY_OPTIONS = (
+    ("--actors", "actors"),
+    ("--threads-per-actor", "threads_per_actor"),
+    ("--id-column", "id_column"),
+    ("--ray-batch-size", "ray_batch_size"),
+    ("--ray-address", "ray_address"),
+)
+
 #: x86 CPU flags the kernels can use, in the order ``info`` lists them.
 X86_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16")
 
@@ -275,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not force unit length (like normalize_embeddings=False; all-MiniLM-L6-v2 "
         "normalises in its own pipeline, so its vectors stay unit length)",
     )
+    _add_ray_options(encode)
     encode.set_defaults(handler=_cmd_encode, parser=encode)
 
     search = commands.add_parser(
@@ -385,6 +398,10 @@ examples:
   # long documents: embed all of each text, not only its first 256 word pieces
   minilm-fast encode articles.jsonl --long-text chunk -o articles.npy
 
+  # on Ray Data (pip install "minilm-fast[ray]"): Parquet/JSONL in, a folder of Parquet out,
+  # 2 actors of 2 threads; on a running cluster add --ray-address auto (or set RAY_ADDRESS)
+  minilm-fast encode --ray docs.parquet -o embedded/ --actors 2 --threads-per-actor 2
+
   # compare a few texts: prints the shape, speed and a cosine similarity matrix
   minilm-fast encode -t "A man is eating food." -t "A man is eating pasta." -t "A plane takes off."
 
@@ -429,6 +446,58 @@ examples:
 """
 
 
+def _add_ray_options(encode: argparse.ArgumentParser) -> None:
+    """``encode --ray``: Ray Data instead of this process (needs minilm-fast[ray])."""
+    group = encode.add_argument_group(
+        "Ray Data (--ray)",
+        "Embed INPUT on a Ray cluster, or a local Ray, with a pool of actors that each hold\n"
+        "one model; -o is a folder of Parquet files (id, the other input columns, embedding\n"
+        "as fixed_size_list<float>[dim]). Rows come back in no particular order: the id\n"
+        "column says which vector is which. --field names the text column (default: text)\n"
+        "in Parquet and JSONL alike; --batch-size, --max-seq-length, --long-text and\n"
+        "--no-normalize apply in every actor.",
+    )
+    group.add_argument(
+        "--ray",
+        action="store_true",
+        help="read INPUT (a Parquet file or folder, or JSONL; a local path or any URI Ray Data "
+        "reads) with Ray Data and write Parquet files to the folder -o",
+    )
+    group.add_argument(
+        "--actors",
+        type=_positive_int,
+        metavar="N",
+        help="actors embedding in parallel, one model each (default: 1)",
+    )
+    group.add_argument(
+        "--threads-per-actor",
+        type=_positive_int,
+        metavar="N",
+        help="CPUs each actor reserves and computes with (default: 1); actors x threads "
+        "should leave a CPU per node for Ray's read and write tasks",
+    )
+    group.add_argument(
+        "--id-column",
+        metavar="NAME",
+        help="the input's id column, kept beside each vector (default: id). An input without "
+        "it is read here and numbered 0, 1, ... in file order before it goes to Ray, so give "
+        "inputs larger than this machine's memory an id column",
+    )
+    group.add_argument(
+        "--ray-batch-size",
+        type=_positive_int,
+        metavar="N",
+        help=f"rows Ray hands an actor per call (default: {_RAY_BATCH_SIZE}); --batch-size "
+        "stays the texts per forward pass",
+    )
+    group.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="the cluster to run on, as ray.init(address=...) takes it (default: "
+        "$RAY_ADDRESS, else a Ray started for this run on this machine)",
+    )
+
+
 def _add_model_source_options(
     group: argparse._ArgumentGroup, *, with_model: bool, model_help: str | None = None
 ) -> None:
@@ -462,6 +531,13 @@ def _add_model_source_options(
 def _cmd_encode(args: argparse.Namespace) -> int:
     """``minilm-fast encode``: texts in; a .npy, .jsonl or .parquet file, or a summary out."""
     parser: argparse.ArgumentParser = args.parser
+    if args.ray:
+        from ._cli_ray import encode_with_ray  # Ray is an optional extra
+
+        return encode_with_ray(args)
+    given = [option for option, dest in _RAY_OPTIONS if getattr(args, dest) is not None]
+    if given:
+        parser.error(f"{', '.join(given)} apply to --ray only")
     source = _encode_source(args)
     _check_chunk_options(args)
     output_format: str | None = None
