@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import pathlib
-import re
 import sys
 import tempfile
 import threading
@@ -32,16 +31,11 @@ from collections.abc import Callable
 from typing import Any
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "tests" / "data"
+sys.path.insert(0, str(DATA.parent))  # tests/_corpus.py: the real sentences the tests use too
+
+from _corpus import real_sentences  # noqa: E402
+
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def real_sentences() -> list[str]:
-    """The short texts of the parity corpus and the STS-B sentences of long_docs.json."""
-    parity = json.loads((DATA / "parity_texts.json").read_text(encoding="utf-8"))
-    documents = json.loads((DATA / "long_docs.json").read_text(encoding="utf-8"))["documents"]
-    split = [s.strip() for d in documents for s in re.split(r"(?<=[.!?])\s+", d)]
-    sentences = [t for t in parity if 20 < len(t) < 200] + [s for s in split if len(s) > 10]
-    return list(dict.fromkeys(sentences))
 
 
 def corpus(kind: str, count: int) -> list[str]:

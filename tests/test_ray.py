@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+from _corpus import real_sentences
 
 from minilm_fast import Encoder
 from minilm_fast.cli import main
@@ -65,15 +66,6 @@ def ray_local() -> Iterator[Any]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def real_sentences() -> list[str]:
-    """Real sentences: the parity corpus's short texts and the STS-B sentences of long_docs."""
-    parity = json.loads((DATA / "parity_texts.json").read_text(encoding="utf-8"))
-    documents = json.loads((DATA / "long_docs.json").read_text(encoding="utf-8"))["documents"]
-    split = [s.strip() for d in documents for s in re.split(r"(?<=[.!?])\s+", d)]
-    sentences = [t for t in parity if 20 < len(t) < 200] + [s for s in split if len(s) > 10]
-    return list(dict.fromkeys(sentences))
 
 
 @pytest.fixture(scope="module")
