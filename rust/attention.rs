@@ -39,10 +39,10 @@ pub fn self_attention(
     let scale = 1.0 / (head_dim as f32).sqrt();
     // A (sequence, head) of a short sentence is a few microseconds of work, less than the
     // cost of a rayon task and a scratch lookup: heads are grouped so that there are about
-    // TASKS_PER_THREAD tasks per thread, and a task runs its heads back to back.
+    // gemm::TASKS_PER_THREAD tasks per thread, and a task runs its heads back to back.
     let sequences = tokens.sequences();
-    let wanted = TASKS_PER_THREAD * rayon::current_num_threads();
-    let heads_per_task = (sequences * heads / wanted.max(1)).clamp(1, heads.max(1));
+    let wanted = gemm::TASKS_PER_THREAD * rayon::current_num_threads();
+    let heads_per_task = (sequences * heads / wanted).clamp(1, heads.max(1));
     let context_addr = context.as_mut_ptr() as usize;
     let task = |(sequence, first_head): (usize, usize)| {
         let range = tokens.range(sequence);
@@ -110,6 +110,3 @@ pub fn self_attention(
         .collect();
     tasks.into_par_iter().for_each(task);
 }
-
-/// Attention tasks per thread at least, when there are enough (sequence, head) pairs.
-const TASKS_PER_THREAD: usize = 8;

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod kernels;
 mod linear;
+mod memory;
 pub mod model;
 mod packing;
 pub mod pooling;

@@ -6,7 +6,7 @@
 //! forward pass then runs on plain slices: the batch is packed into its real tokens
 //! ([`PackedTokens`]) so each linear layer is one GEMM over `tokens × hidden` with weights
 //! packed once at load, bias / activation / residual fused into the GEMM's tiles, and a
-//! handful of buffers allocated once per batch.
+//! handful of buffers (a workspace) kept from one batch to the next.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -19,6 +19,7 @@ use crate::config::{Activation, BertConfig};
 use crate::error::Result;
 use crate::kernels::{vecmath, Isa};
 use crate::linear::{DenseF32, Finish, Linear};
+use crate::memory;
 use crate::packing::PackedTokens;
 use crate::weights::WeightReader;
 
@@ -171,29 +172,10 @@ const KEPT_WORKSPACE_TOKENS: usize = 8192;
 fn fit_buffer(buffer: &mut Vec<f32>, len: usize) {
     if len > buffer.capacity() {
         *buffer = Vec::with_capacity(len);
-        advise_huge_pages(buffer.spare_capacity_mut());
+        memory::advise_huge_pages(buffer.spare_capacity_mut());
     }
     buffer.resize(len, 0.0);
 }
-
-#[cfg(target_os = "linux")]
-fn advise_huge_pages(memory: &mut [std::mem::MaybeUninit<f32>]) {
-    const HUGE_PAGE: usize = 2 << 20;
-    let start = memory.as_mut_ptr() as usize;
-    let first = start.next_multiple_of(HUGE_PAGE);
-    let end = (start + std::mem::size_of_val(memory)) & !(HUGE_PAGE - 1);
-    if end > first {
-        // SAFETY: [first, end) lies inside `memory`, an allocation this function borrows
-        // mutably; MADV_HUGEPAGE changes only how the kernel backs it, not its contents. An
-        // error (no THP support) leaves it as it was.
-        unsafe {
-            libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_memory: &mut [std::mem::MaybeUninit<f32>]) {}
 
 impl Workspace {
     /// Sized for `tokens` rows. Every element is written before it is read, so only buffers

@@ -7,6 +7,7 @@ use std::path::Path;
 use candle_core::safetensors::MmapedSafetensors;
 
 use crate::error::{Error, Result};
+use crate::memory;
 
 /// Reads tensors by name from a memory-mapped safetensors file, checking dtype and shape
 /// against the configuration before any data is copied.
@@ -85,7 +86,7 @@ impl<'a> WeightReader<'a> {
                     .chunks_exact(4)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
             );
-            release_pages(piece);
+            memory::release_file_pages(piece);
         }
         Ok(values)
     }
@@ -93,33 +94,6 @@ impl<'a> WeightReader<'a> {
 
 /// Bytes copied between two page releases; a multiple of 4, so no float spans two pieces.
 const RELEASE_BYTES: usize = 4 << 20;
-
-/// Drops this process's mapping of the whole pages inside `bytes`, a piece of the read-only
-/// file map. The kernel keeps them in its page cache; were they read again they would fault
-/// back in with the same contents, so the borrow of `bytes` stays valid.
-#[cfg(unix)]
-fn release_pages(bytes: &[u8]) {
-    // SAFETY: sysconf has no preconditions.
-    let page = match usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }) {
-        Ok(page) if page.is_power_of_two() => page,
-        _ => return,
-    };
-    let start = bytes.as_ptr() as usize;
-    let first = start.next_multiple_of(page);
-    let end = (start + bytes.len()) & !(page - 1);
-    if end > first {
-        // SAFETY: [first, end) lies inside `bytes`, which points into the read-only shared
-        // file mapping this reader owns (nothing in it is ever written). MADV_DONTNEED on such
-        // a mapping only unmaps the pages from this process; the next read of them faults the
-        // file's contents back in. A failure just leaves the pages resident.
-        unsafe {
-            libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_DONTNEED);
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn release_pages(_bytes: &[u8]) {}
 
 fn dtype_name(dtype: safetensors::Dtype) -> String {
     // The safetensors dtype names (F16, BF16, I64, ...) are what users see in their tools.

@@ -166,8 +166,8 @@ const ROW_TILES_PER_BLOCK: usize = 4;
 
 /// Tasks per thread a GEMM is cut into at least (by columns when rows are few), so rayon's
 /// stealing can even out the shares: with one or two tasks per thread, one task more or less
-/// is a large imbalance.
-const TASKS_PER_THREAD: usize = 8;
+/// is a large imbalance. Attention groups its heads to the same count.
+pub(crate) const TASKS_PER_THREAD: usize = 8;
 
 /// `C[m × n] = epilogue(A[m × k] · B)`, `A` row-major with row stride `lda`, `C` with `ldc`.
 /// Runs on the current rayon pool when `parallel` (the encoder's own pool); the caller

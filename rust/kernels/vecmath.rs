@@ -39,11 +39,15 @@ impl MulAdd for Separate {
 /// Runs `body(args...)` compiled for the instruction set `isa` names.
 macro_rules! with_isa {
     ($isa:expr, fn $body:ident($($name:ident: $ty:ty),*) $(-> $ret:ty)?) => {{
+        /// # Safety
+        /// The CPU must support AVX-512F (an `Isa` of that kind vouches for it).
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f")]
         unsafe fn avx512($($name: $ty),*) $(-> $ret)? {
             $body::<Fused>($($name),*)
         }
+        /// # Safety
+        /// The CPU must support AVX2 and FMA (an `Isa` of that kind vouches for it).
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2($($name: $ty),*) $(-> $ret)? {
