@@ -2,13 +2,15 @@
 //! `softmax(Q Kᵀ / √d) V` on that sequence's tokens only, written into the head's columns of
 //! the context. Q, K and V are read in place from the fused QKV projection; K and V are packed
 //! per head into GEMM panels (a few KB), the score matrix lives in a per-thread scratch buffer.
+//! Sequences of up to 32 tokens, most sentences, take a kernel made for them
+//! (`kernels::short_attention`) instead of the two GEMMs.
 
 use std::cell::RefCell;
 
 use rayon::prelude::*;
 
 use crate::kernels::gemm::{self, Epilogue, PackedB};
-use crate::kernels::{vecmath, Isa};
+use crate::kernels::{short_attention, vecmath, Isa};
 use crate::packing::PackedTokens;
 
 /// Buffers one attention task needs, kept per worker thread and reused across tasks.
@@ -17,6 +19,8 @@ struct Scratch {
     scores: Vec<f32>,
     keys: PackedB,
     values: PackedB,
+    /// Kᵀ of one head, for `short_attention`.
+    keys_t: Vec<f32>,
 }
 
 thread_local! {
@@ -58,16 +62,44 @@ pub fn self_attention(
                     scores: Vec::new(),
                     keys: PackedB::empty(isa, head_dim, 1),
                     values: PackedB::empty(isa, 1, head_dim),
+                    keys_t: Vec::new(),
                 });
             }
             let Some(scratch) = slot.as_mut() else { return };
-            if scratch.scores.len() < n * n {
+            let short = short_attention::fits(isa, n, head_dim);
+            if short {
+                scratch
+                    .keys_t
+                    .resize(short_attention::scratch_len(head_dim), 0.0);
+            } else if scratch.scores.len() < n * n {
                 scratch.scores.resize(n * n, 0.0);
             }
             for head in first_head..(first_head + heads_per_task).min(heads) {
                 let q = &qkv[range.start * row + head * head_dim..];
                 let k = &qkv[range.start * row + hidden + head * head_dim..];
                 let v = &qkv[range.start * row + 2 * hidden + head * head_dim..];
+                if short {
+                    // SAFETY: as for `matmul_to` below: this task alone writes rows `range`
+                    // × columns `head*d .. head*d + d` of `context`, inside its asserted length.
+                    unsafe {
+                        let out =
+                            (context_addr as *mut f32).add(range.start * hidden + head * head_dim);
+                        short_attention::head(
+                            isa,
+                            q,
+                            k,
+                            v,
+                            row,
+                            n,
+                            head_dim,
+                            scale,
+                            &mut scratch.keys_t,
+                            out,
+                            hidden,
+                        );
+                    }
+                    continue;
+                }
                 let scores = &mut scratch.scores[..n * n];
                 scratch.keys.refill_transposed(k, head_dim, n, row);
                 gemm::matmul(

@@ -12,6 +12,7 @@ mod gemm_x86;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod scalar;
+pub mod short_attention;
 pub mod vecmath;
 #[cfg(target_arch = "x86_64")]
 mod x86;
