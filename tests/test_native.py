@@ -211,6 +211,22 @@ def test_fully_masked_row_pools_to_zero(model: NativeModel) -> None:
         np.testing.assert_array_equal(out[1], np.zeros(HIDDEN, dtype=np.float32))
 
 
+@pytest.mark.parametrize("threads", [2, 3, 7])
+def test_batch_split_between_threads_matches_one_thread(tiny_dir: Path, threads: int) -> None:
+    """With several threads a batch is cut into groups of whole sequences, one group per
+    thread (rust/engine.rs): every row still lands in its place, fully masked rows and
+    left-padded rows included, and agrees with the one-thread model."""
+    rng = np.random.default_rng(threads)
+    ids, mask, types = random_batch(
+        rng, batch=64, seq=16, vocab=VOCAB, full_rows=3, left_padded_rows=9
+    )
+    mask[[5, 17, 63]] = 0
+    one = NativeModel(str(tiny_dir), threads=1).encode(ids, mask, types)
+    split = NativeModel(str(tiny_dir), threads=threads).encode(ids, mask, types)
+    np.testing.assert_allclose(split, one, rtol=0, atol=2e-6)
+    assert not split[[5, 17, 63]].any()
+
+
 def test_inputs_are_not_modified(model: NativeModel) -> None:
     """The inputs are read in place and left as they were."""
     ids, mask, types = _inputs()

@@ -81,6 +81,17 @@ def test_single_threaded_engine_matches_too(
     assert _cosines(got, parity_reference[:64]).min() >= COSINE_FLOOR
 
 
+def test_batches_split_between_threads_match_too(
+    model_dir: object, parity_texts: list[str], parity_reference: npt.NDArray[np.float32]
+) -> None:
+    """Three threads cut each batch into three groups of sequences (rust/engine.rs), whatever
+    the machine's core count: the vectors still match sentence-transformers, row by row."""
+    three = Encoder(str(model_dir), threads=3)
+    got = three.encode(parity_texts, batch_size=64)
+    cos = _cosines(got, parity_reference)
+    assert cos.min() >= COSINE_FLOOR, f"text {int(np.argmin(cos))}: cos {cos.min()}"
+
+
 @pytest.mark.parametrize("isa", ["avx2", "scalar"])
 def test_lesser_instruction_sets_match_too(
     model_dir: object,
