@@ -375,7 +375,11 @@ class Encoder:
                 f"{precision} quantization needs ranges from at least two embeddings; pass "
                 "quantization_ranges= (see minilm_fast.quantization_ranges)"
             )
-        output: Any = quantize_embeddings(embeddings, precision, ranges=quantization_ranges)
+        output: Any = (
+            embeddings  # float32 already; the dtype checks are a few microseconds per query
+            if precision == "float32"
+            else quantize_embeddings(embeddings, precision, ranges=quantization_ranges)
+        )
         if convert_to_tensor:
             output = _to_torch(output)
         elif not convert_to_numpy:
@@ -692,8 +696,10 @@ class Encoder:
         return len(self._tokenizer.prefix) + len(self._tokenizer.suffix)
 
     def _report_truncation(self, truncated: npt.NDArray[np.bool_], returned: bool) -> None:
-        cut = int(truncated.sum())
-        if cut == 0 or returned or self._warned_truncation:
+        if returned or self._warned_truncation:
+            return
+        cut = int(np.count_nonzero(truncated))  # cheaper than .sum(), a ufunc reduction
+        if cut == 0:
             return
         self._warned_truncation = True
         warnings.warn(
