@@ -161,6 +161,23 @@ class MachineBusy:
         return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_until_idle(window_s: float = 0.05, busy_share: float = 0.1, limit_s: float = 1.0) -> None:
+    """Return once the machine was idle (busy below `busy_share` of its CPUs) over a window of
+    `window_s`, or after `limit_s`. Runtimes that spin-wait keep burning CPU for milliseconds
+    after a call returns (the OpenMP pools of CTranslate2 and torch, ONNX Runtime's own): in
+    the run of 2026-11-29, minilm_fast's five slowest single queries were all among the first
+    four calls of a block, and every one of its blocks followed CTranslate2 int8's. Each
+    timed call now starts on a machine the previous engine has left."""
+    cpus = os.cpu_count() or 1
+    deadline = time.perf_counter() + limit_s
+    while time.perf_counter() < deadline:
+        before = MachineBusy.seconds()
+        time.sleep(window_s)
+        after = MachineBusy.seconds()
+        if before is None or after is None or after - before <= busy_share * window_s * cpus:
+            return
+
+
 @dataclass
 class Noise:
     """Other processes' CPU time while workers were measured, as a share of the machine."""
@@ -170,6 +187,7 @@ class Noise:
     by_engine: dict[str, list[float]] = field(default_factory=dict)
 
     def measured(self, key: str, worker: Worker, **cmd: Any) -> dict[str, Any]:
+        wait_until_idle()
         before, t0 = MachineBusy.seconds(), time.perf_counter()
         answer = worker.call(**cmd)
         after, wall = MachineBusy.seconds(), time.perf_counter() - t0
