@@ -78,12 +78,13 @@ pub fn self_attention(
                 let q = &qkv[range.start * row + head * head_dim..];
                 let k = &qkv[range.start * row + hidden + head * head_dim..];
                 let v = &qkv[range.start * row + 2 * hidden + head * head_dim..];
+                // Only this task writes rows `range` × columns `head*d .. head*d + d` of
+                // `context` (tasks differ in sequence or head), inside its asserted length.
+                let out =
+                    (context_addr as *mut f32).wrapping_add(range.start * hidden + head * head_dim);
                 if short {
-                    // SAFETY: as for `matmul_to` below: this task alone writes rows `range`
-                    // × columns `head*d .. head*d + d` of `context`, inside its asserted length.
+                    // SAFETY: `out` is this task's block of `context`, as said above.
                     unsafe {
-                        let out =
-                            (context_addr as *mut f32).add(range.start * hidden + head * head_dim);
                         short_attention::head(
                             isa,
                             q,
@@ -117,11 +118,8 @@ pub fn self_attention(
                     vecmath::softmax_scaled(isa, scores_row, scale);
                 }
                 scratch.values.refill_rows(v, n, head_dim, row);
-                // SAFETY: this task alone writes rows `range` × columns `head*d .. head*d + d`
-                // of `context` (tasks differ in sequence or head), inside its asserted length.
+                // SAFETY: `out` is this task's block of `context`, as said above.
                 unsafe {
-                    let out =
-                        (context_addr as *mut f32).add(range.start * hidden + head * head_dim);
                     gemm::matmul_to(
                         isa,
                         scores,
