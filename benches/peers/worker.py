@@ -15,8 +15,9 @@ The first line written is ``{"ready": ...}`` (import and load timings, memory, v
   (all texts without ``limit``) -> wall and CPU seconds (process CPU time, all threads);
 - ``{"op": "requests", "name": NAME, "size": S, "start": I, "count": K}``: ``K`` calls of
   ``encode`` on ``S`` consecutive texts each (from text ``I``, wrapping) -> ms per call;
-- ``{"op": "latency", "texts": [...], "calls": K}``: ``encode_one`` on each text in turn,
-  ``K`` calls -> ms per call;
+- ``{"op": "latency", "texts": [...], "calls": K, "warmup_s": W}``: untimed calls for ``W``
+  seconds (at least one, timed apart as ``first_ms``), then ``encode_one`` on each text in
+  turn, ``K`` calls -> ms per call;
 - ``{"op": "embed", "texts": [...], "batch_size": B}``: the float32 vectors (base64);
 - ``{"op": "memory"}``: current and peak RSS (MB); ``{"op": "quit"}``.
 
@@ -145,8 +146,14 @@ def main() -> int:
                 send({"ms": ms, "wall": wall, "cpu": cpu})
             elif op == "latency":
                 texts = cmd["texts"]
-                for i in range(cmd.get("warmup", 0)):  # untimed: caches after another engine
-                    engine.encode_one(texts[i % len(texts)])
+                # Untimed calls for `warmup_s` (at least one): the block starts after an idle
+                # machine or another engine's block, and the first calls then run slower than
+                # in a service under steady load. The first is reported on its own.
+                first_ms, warm_until = None, time.perf_counter() + cmd.get("warmup_s", 0.0)
+                while first_ms is None or time.perf_counter() < warm_until:
+                    c0 = time.perf_counter()
+                    engine.encode_one(texts[0])
+                    first_ms = first_ms or (time.perf_counter() - c0) * 1e3
                 ms = []
                 cpu0, t0 = time.process_time(), time.perf_counter()
                 for i in range(cmd["calls"]):
@@ -154,7 +161,7 @@ def main() -> int:
                     engine.encode_one(texts[i % len(texts)])
                     ms.append((time.perf_counter() - c0) * 1e3)
                 wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-                send({"ms": ms, "wall": wall, "cpu": cpu})
+                send({"ms": ms, "wall": wall, "cpu": cpu, "first_ms": first_ms})
             elif op == "embed":
                 vectors = engine.encode(cmd["texts"], cmd["batch_size"]).astype("<f4")
                 send(
