@@ -149,11 +149,13 @@ def main() -> int:
                 # Untimed calls for `warmup_s` (at least one): the block starts after an idle
                 # machine or another engine's block, and the first calls then run slower than
                 # in a service under steady load. The first is reported on its own.
-                first_ms, warm_until = None, time.perf_counter() + cmd.get("warmup_s", 0.0)
+                first_ms: float | None = None
+                warm_until = time.perf_counter() + cmd.get("warmup_s", 0.0)
                 while first_ms is None or time.perf_counter() < warm_until:
                     c0 = time.perf_counter()
                     engine.encode_one(texts[0])
-                    first_ms = first_ms or (time.perf_counter() - c0) * 1e3
+                    if first_ms is None:
+                        first_ms = (time.perf_counter() - c0) * 1e3
                 ms = []
                 cpu0, t0 = time.process_time(), time.perf_counter()
                 for i in range(cmd["calls"]):
