@@ -19,8 +19,9 @@ const PREFETCH_STEPS: usize = 32;
 pub const MR_256: usize = 6;
 pub const NR_256: usize = 16;
 
+/// The first `n` of 16 lanes (all 16 from 16 on); also the short-attention kernel's masks.
 #[inline]
-fn lanes(n: usize) -> __mmask16 {
+pub(super) fn lanes(n: usize) -> __mmask16 {
     if n >= 16 {
         0xffff
     } else {

@@ -92,20 +92,14 @@ pub unsafe fn head(
 mod avx512 {
     use std::arch::x86_64::*;
 
+    use super::super::gemm_x86::lanes;
     use super::MAX_TOKENS;
-
-    /// The first `n` of 16 lanes.
-    #[inline(always)]
-    fn lanes(n: usize) -> __mmask16 {
-        if n >= 16 {
-            0xffff
-        } else {
-            ((1u32 << n) - 1) as __mmask16
-        }
-    }
 
     /// `e^x` lane by lane: the same Cephes polynomial and constants as `vecmath`'s `exp`
     /// (within 2 ulp on [-87, 88]; clamped outside), so both paths round alike.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; only `head`, compiled for it, calls this.
     #[inline(always)]
     unsafe fn exp(x: __m512) -> __m512 {
         const LOG2E: f32 = std::f32::consts::LOG2_E;
