@@ -13,6 +13,8 @@
 //! when there are many rows, column ranges when there are few (one query), so both threads
 //! have work either way.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::{vecmath, Isa, Kind};
@@ -222,6 +224,86 @@ pub unsafe fn matmul_to(
     check_epilogue(&epilogue, m, n);
 
     let (mr, nr) = tile(isa);
+    let body = |rows: Range<usize>, panels: Range<usize>, c: *mut f32| {
+        if strided_a(isa) {
+            for p in panels {
+                let columns = p * nr..((p + 1) * nr).min(n);
+                for row0 in rows.clone().step_by(mr) {
+                    let tile_rows = mr.min(rows.end - row0);
+                    // SAFETY: the task owns rows × panels of C (see `run_tasks`); A holds
+                    // rows row0..row0+tile_rows of k floats.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        gemm_x86::strided_tile_avx512(
+                            k,
+                            a.as_ptr().add(row0 * lda),
+                            lda,
+                            b.panel(p).as_ptr(),
+                            c.add(row0 * ldc + columns.start),
+                            ldc,
+                            tile_rows,
+                            columns.len(),
+                        );
+                    }
+                }
+            }
+        } else {
+            let mut packed_a = vec![0.0f32; rows.len().div_ceil(mr) * mr * k];
+            pack_a(
+                &a[rows.start * lda..],
+                lda,
+                rows.len(),
+                k,
+                mr,
+                &mut packed_a,
+            );
+            for p in panels {
+                let columns = p * nr..((p + 1) * nr).min(n);
+                for (t, tile_a) in packed_a.chunks_exact(mr * k).enumerate() {
+                    let row0 = rows.start + t * mr;
+                    // SAFETY: the task owns rows × panels of C (see `run_tasks`).
+                    let c_tile = unsafe { c.add(row0 * ldc + columns.start) };
+                    let tile_rows = mr.min(rows.end - row0);
+                    run_tile(
+                        isa,
+                        tile_a,
+                        b.panel(p),
+                        k,
+                        c_tile,
+                        ldc,
+                        tile_rows,
+                        columns.len(),
+                    );
+                }
+            }
+        }
+    };
+    // SAFETY: forwarded from the caller (C covers m rows × n columns, ours alone); `body`
+    // writes only its task's rectangle.
+    unsafe { run_tasks(isa, m, n, mr, nr, c, ldc, &epilogue, parallel, body) }
+}
+
+/// Cuts a GEMM of `m` rows × `n` columns (panels of `nr`, register tiles of `mr` rows) into
+/// (row block × panel range) tasks, runs `body(rows, panels, c)` for each on the current rayon
+/// pool when `parallel`, then finishes each task's rectangle with `epilogue` while it is in
+/// L2. Shared by the float32, bfloat16 and int8 GEMMs, which differ only in their tiles.
+///
+/// # Safety
+/// `c` must point at `m` rows of `n` writable floats with row stride `ldc`, which no one else
+/// accesses during the call; `body` may write only its task's rows × panels of C.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn run_tasks(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    mr: usize,
+    nr: usize,
+    c: *mut f32,
+    ldc: usize,
+    epilogue: &Epilogue,
+    parallel: bool,
+    body: impl Fn(Range<usize>, Range<usize>, *mut f32) + Sync,
+) {
     let block_rows = mr * ROW_TILES_PER_BLOCK;
     let row_blocks = m.div_ceil(block_rows);
     let panels = n.div_ceil(nr);
@@ -252,73 +334,20 @@ pub unsafe fn matmul_to(
         if first_panel >= last_panel {
             return;
         }
-        // SAFETY (every `c_addr` use below): tasks cover disjoint (rows, columns) rectangles
-        // of C, so no two threads touch the same element; each rectangle lies inside the
-        // m × n block (row stride ldc) the caller vouched for.
-        if strided_a(isa) {
-            for p in first_panel..last_panel {
-                let columns = p * nr..((p + 1) * nr).min(n);
-                for row0 in rows.clone().step_by(mr) {
-                    let tile_rows = mr.min(rows.end - row0);
-                    // SAFETY: see above; A holds rows row0..row0+tile_rows of k floats.
-                    #[cfg(target_arch = "x86_64")]
-                    unsafe {
-                        gemm_x86::strided_tile_avx512(
-                            k,
-                            a.as_ptr().add(row0 * lda),
-                            lda,
-                            b.panel(p).as_ptr(),
-                            (c_addr as *mut f32).add(row0 * ldc + columns.start),
-                            ldc,
-                            tile_rows,
-                            columns.len(),
-                        );
-                    }
-                }
-            }
-        } else {
-            let mut packed_a = vec![0.0f32; rows.len().div_ceil(mr) * mr * k];
-            pack_a(
-                &a[rows.start * lda..],
-                lda,
-                rows.len(),
-                k,
-                mr,
-                &mut packed_a,
-            );
-            for p in first_panel..last_panel {
-                let columns = p * nr..((p + 1) * nr).min(n);
-                for (t, tile_a) in packed_a.chunks_exact(mr * k).enumerate() {
-                    let row0 = rows.start + t * mr;
-                    // SAFETY: see above.
-                    let c_tile = unsafe { (c_addr as *mut f32).add(row0 * ldc + columns.start) };
-                    let tile_rows = mr.min(rows.end - row0);
-                    run_tile(
-                        isa,
-                        tile_a,
-                        b.panel(p),
-                        k,
-                        c_tile,
-                        ldc,
-                        tile_rows,
-                        columns.len(),
-                    );
-                }
-            }
-        }
-        // The epilogue once per row over the task's columns, while the block is in L2:
-        // one call per row instead of one per 32-column tile row.
+        // Tasks cover disjoint (rows, columns) rectangles of C, so no two threads touch the
+        // same element; each rectangle lies inside the m × n block the caller vouched for.
+        body(rows.clone(), first_panel..last_panel, c_addr as *mut f32);
         if !matches!(epilogue, Epilogue::None) {
             let (start, end) = (first_panel * nr, (last_panel * nr).min(n));
             for row in rows {
-                // SAFETY: see above; columns start..end of this row belong to this task.
+                // SAFETY: as above; columns start..end of this row belong to this task.
                 let out = unsafe {
                     std::slice::from_raw_parts_mut(
                         (c_addr as *mut f32).add(row * ldc + start),
                         end - start,
                     )
                 };
-                apply_epilogue(isa, out, &epilogue, row, start);
+                apply_epilogue(isa, out, epilogue, row, start);
             }
         }
     };
@@ -329,7 +358,7 @@ pub unsafe fn matmul_to(
     }
 }
 
-fn check_epilogue(epilogue: &Epilogue, m: usize, n: usize) {
+pub(super) fn check_epilogue(epilogue: &Epilogue, m: usize, n: usize) {
     match *epilogue {
         Epilogue::None => {}
         Epilogue::Bias(bias) | Epilogue::BiasActivation { bias, .. } => assert!(bias.len() >= n),

@@ -6,7 +6,11 @@
 //! [`Isa::available`] or [`Isa::scalar`], so holding one proves the CPU supports it; that is what
 //! justifies the `unsafe` calls into `#[target_feature]` code.
 
+#[cfg(target_arch = "x86_64")]
+mod dot_x86;
 pub mod gemm;
+pub mod gemm_bf16;
+pub mod gemm_int8;
 #[cfg(target_arch = "x86_64")]
 mod gemm_x86;
 #[cfg(target_arch = "aarch64")]
@@ -81,6 +85,51 @@ impl Isa {
             #[cfg(target_arch = "aarch64")]
             Kind::Neon => "neon",
         }
+    }
+}
+
+/// Proof that the CPU has AVX-512 VNNI (with BW and VL) (`vpdpbusd`, u8 × s8 dot products into i32) on top of
+/// the detected AVX-512: what the int8 kernels run on. Opaque like [`Isa`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Int8Dot(());
+
+impl Int8Dot {
+    /// `Some` when the int8 kernels can run here; `None` also when `MINILM_FAST_ISA` forced a
+    /// lesser instruction set.
+    pub fn detected() -> Option<Int8Dot> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if Isa::detected().0 == Kind::Avx512
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+            {
+                return Some(Int8Dot(()));
+            }
+        }
+        None
+    }
+}
+
+/// Proof that the CPU has AVX512-BF16 (with BW and VL) (`vdpbf16ps`, bf16 pairs dotted into f32) on top of the
+/// detected AVX-512: what the bfloat16 kernels run on. Opaque like [`Isa`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bf16Dot(());
+
+impl Bf16Dot {
+    /// `Some` when the bfloat16 kernels can run here (not when `MINILM_FAST_ISA` forced less).
+    pub fn detected() -> Option<Bf16Dot> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if Isa::detected().0 == Kind::Avx512
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512bf16")
+            {
+                return Some(Bf16Dot(()));
+            }
+        }
+        None
     }
 }
 

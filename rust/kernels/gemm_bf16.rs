@@ -1,0 +1,277 @@
+//! bfloat16 GEMM: `C = bf16(A) · W (+ epilogue)` with `W` stored as bf16 at load and `A`
+//! converted (round to nearest even) by the task that reads it, into a buffer that stays in
+//! L1/L2. The AVX512-BF16 micro-kernel (`vdpbf16ps`) multiplies bf16 pairs and accumulates in
+//! f32, so only the inputs are rounded (8 significant bits), never the sums. Bias, activation
+//! and residual are applied per row while the block is in L2, as in float32.
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use super::gemm::{self, Epilogue};
+use super::{Bf16Dot, Isa};
+
+#[cfg(target_arch = "x86_64")]
+use super::dot_x86::{self, MR, NR};
+#[cfg(not(target_arch = "x86_64"))]
+const MR: usize = 14;
+#[cfg(not(target_arch = "x86_64"))]
+const NR: usize = 32;
+
+/// `x` rounded to bf16 (nearest, ties to even), as the upper 16 bits of an f32.
+pub fn to_bf16(x: f32) -> u16 {
+    if x.is_nan() {
+        return 0x7fc0;
+    }
+    let bits = x.to_bits();
+    let rounding = 0x7fff + ((bits >> 16) & 1);
+    (bits.wrapping_add(rounding) >> 16) as u16
+}
+
+/// The f32 a bf16 stands for.
+pub fn from_bf16(x: u16) -> f32 {
+    f32::from_bits((x as u32) << 16)
+}
+
+/// A `K × N` matrix in bf16, packed in panels of `NR` columns: panel `p`, step `s` holds
+/// columns `p*NR..p*NR+NR` × rows `2s, 2s+1` as 32 pairs (one `vdpbf16ps` lane each). K is
+/// padded to even and N to a multiple of `NR`, with zeros.
+#[derive(Debug, Clone)]
+pub struct PackedBf16 {
+    k: usize,
+    n: usize,
+    /// K rounded up to even.
+    k2: usize,
+    data: Vec<u16>,
+}
+
+impl PackedBf16 {
+    /// Rounds and packs the transpose of `wt` (row-major `N × K`: a PyTorch Linear weight).
+    pub fn from_transposed(wt: &[f32], k: usize, n: usize) -> PackedBf16 {
+        assert!(wt.len() >= n * k);
+        let k2 = k.div_ceil(2) * 2;
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0u16; panels * k2 * NR];
+        for j in 0..n {
+            let (panel, column) = (j / NR, j % NR);
+            let base = panel * k2 * NR;
+            for (kk, &w) in wt[j * k..(j + 1) * k].iter().enumerate() {
+                data[base + (kk / 2) * 2 * NR + column * 2 + kk % 2] = to_bf16(w);
+            }
+        }
+        PackedBf16 { k, n, k2, data }
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Bytes the packed weight occupies (what one query streams).
+    pub fn bytes(&self) -> usize {
+        2 * self.data.len()
+    }
+
+    fn panel(&self, p: usize) -> &[u16] {
+        &self.data[p * self.k2 * NR..(p + 1) * self.k2 * NR]
+    }
+}
+
+thread_local! {
+    /// The bf16 rows of A a task reads, `k2` per row; one per worker thread, reused.
+    static CONVERTED_ROWS: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `C[m × n] = epilogue(bf16(A[m × k]) · W)`, `A` row-major with row stride `lda`, `C` with
+/// `ldc`, on the current rayon pool when `parallel`. `dot` proves the CPU has the kernel's
+/// instructions; `isa` runs the epilogue.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    dot: Bf16Dot,
+    isa: Isa,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &PackedBf16,
+    c: &mut [f32],
+    ldc: usize,
+    epilogue: Epilogue,
+    parallel: bool,
+) {
+    let (k, n, k2) = (b.k, b.n, b.k2);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(lda >= k && a.len() >= (m - 1) * lda + k);
+    assert!(ldc >= n && c.len() >= (m - 1) * ldc + n);
+    gemm::check_epilogue(&epilogue, m, n);
+    let body = |rows: Range<usize>, panels: Range<usize>, c: *mut f32| {
+        CONVERTED_ROWS.with(|cell| {
+            let mut converted = cell.borrow_mut();
+            converted.resize(rows.len() * k2, 0);
+            for (r, row) in rows.clone().enumerate() {
+                let source = &a[row * lda..row * lda + k];
+                convert_row(dot, source, &mut converted[r * k2..(r + 1) * k2]);
+            }
+            for p in panels {
+                let columns = p * NR..((p + 1) * NR).min(n);
+                for first in (0..rows.len()).step_by(MR) {
+                    let tile_rows = MR.min(rows.len() - first);
+                    let row0 = rows.start + first;
+                    // SAFETY: `dot` proves AVX512-BF16; the tile's rows lie in the converted
+                    // block (k2 values each), the panel holds k2 × NR values, and the task owns
+                    // these rows × columns of C (`run_tasks`).
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        dot_x86::bf16_tile(
+                            tile_rows,
+                            k2 / 2,
+                            converted.as_ptr().add(first * k2),
+                            k2,
+                            b.panel(p).as_ptr(),
+                            c.add(row0 * ldc + columns.start),
+                            ldc,
+                            columns.len(),
+                        );
+                    }
+                    #[cfg(not(target_arch = "x86_64"))]
+                    let _ = (tile_rows, row0, columns, c);
+                }
+            }
+        })
+    };
+    // SAFETY: `c` is an exclusive borrow covering every element written (asserted above);
+    // `body` writes only its task's rectangle.
+    unsafe {
+        gemm::run_tasks(
+            isa,
+            m,
+            n,
+            MR,
+            NR,
+            c.as_mut_ptr(),
+            ldc,
+            &epilogue,
+            parallel,
+            body,
+        )
+    }
+}
+
+/// Rounds one row of A to bf16 into `out`, zero-padded past `x.len()`.
+fn convert_row(dot: Bf16Dot, x: &[f32], out: &mut [u16]) {
+    let _ = dot;
+    // SAFETY: a `Bf16Dot` exists only on CPUs with AVX-512F/BW/VL and BF16 (see
+    // `Bf16Dot::detected`); `out` is at least as long as `x`.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        dot_x86::bf16_row(x, out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        for (slot, &v) in out.iter_mut().zip(x) {
+            *slot = to_bf16(v);
+        }
+        out[x.len()..].fill(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rounding_is_to_nearest_even() {
+        assert_eq!(to_bf16(1.0), 0x3f80);
+        // 1 + 2^-8 is halfway between two bf16 values: ties go to the even one (1.0).
+        assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
+        assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
+        assert_eq!(from_bf16(to_bf16(-2.5)), -2.5);
+        assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
+    }
+
+    #[test]
+    fn the_kernel_matches_the_bf16_arithmetic_on_odd_shapes() {
+        let Some(dot) = Bf16Dot::detected() else {
+            eprintln!("no AVX512-BF16 on this CPU: nothing to test");
+            return;
+        };
+        let isa = Isa::detected();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for &(m, k, n) in &[
+            (1, 7, 5),
+            (13, 64, 33),
+            (29, 384, 96),
+            (100, 31, 100),
+            (3, 1536, 384),
+        ] {
+            let a = data(m * k, 1);
+            let wt = data(n * k, 2);
+            let round = |v: f32| from_bf16(to_bf16(v)) as f64;
+            let packed = PackedBf16::from_transposed(&wt, k, n);
+            for parallel in [false, true] {
+                let mut c = vec![f32::NAN; m * n];
+                pool.install(|| {
+                    matmul(
+                        dot,
+                        isa,
+                        &a,
+                        k,
+                        m,
+                        &packed,
+                        &mut c,
+                        n,
+                        Epilogue::None,
+                        parallel,
+                    )
+                });
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f64 = (0..k)
+                            .map(|kk| round(a[i * k + kk]) * round(wt[j * k + kk]))
+                            .sum();
+                        let got = c[i * n + j] as f64;
+                        // Products of bf16 are exact in f32; only the f32 sums round.
+                        assert!(
+                            (got - want).abs() <= 1e-5 * (1.0 + (k as f64).sqrt()),
+                            "m{m} k{k} n{n} ({i},{j}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_vector_row_conversion_matches_the_scalar_one() {
+        let Some(dot) = Bf16Dot::detected() else {
+            return;
+        };
+        for len in [1, 15, 16, 17, 383, 384] {
+            let x = data(len, len as u32);
+            let mut out = vec![1u16; len + 1 + len % 2];
+            convert_row(dot, &x, &mut out);
+            for (j, &v) in x.iter().enumerate() {
+                assert_eq!(out[j], to_bf16(v), "len {len} at {j}");
+            }
+            assert!(out[len..].iter().all(|&b| b == 0));
+        }
+    }
+}

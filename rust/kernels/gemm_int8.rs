@@ -1,0 +1,373 @@
+//! Int8 GEMM: `C = dequantize(quantize(A) · W) (+ epilogue)` with `W` quantized once at load
+//! (symmetric, one scale per output channel) and `A` quantized per row (per token) by the task
+//! that reads it, into a buffer that stays in L1/L2: the activations never take a separate
+//! pass through memory. The AVX-512 VNNI micro-kernel multiplies u8 activations (offset by
+//! +128, so they are unsigned) by s8 weights into i32; the offset comes back out through
+//! precomputed per-column sums, and the dequantization is fused into the tile's store.
+//! Bias, activation and residual are applied per row while the block is in L2, as in float32.
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use super::gemm::{self, Epilogue};
+use super::{Int8Dot, Isa};
+
+#[cfg(target_arch = "x86_64")]
+use super::dot_x86::{self, MR, NR};
+#[cfg(not(target_arch = "x86_64"))]
+const MR: usize = 14;
+#[cfg(not(target_arch = "x86_64"))]
+const NR: usize = 32;
+
+/// Largest quantized weight magnitude: symmetric ±127 (no -128), so negating is exact.
+const LEVELS: f32 = 127.0;
+/// What every u8 activation is offset by, so the signed quantized value fits `vpdpbusd`'s
+/// unsigned operand.
+const ACTIVATION_OFFSET: i32 = 128;
+
+/// A `K × N` weight quantized to s8 per output column and packed in panels of `NR` columns:
+/// panel `p`, step `s` holds columns `p*NR..p*NR+NR` × rows `4s..4s+4` as 32 groups of 4 bytes
+/// (one `vpdpbusd` lane each). K is padded to a multiple of 4 and N to a multiple of `NR`,
+/// with zero weights.
+#[derive(Debug, Clone)]
+pub struct PackedI8 {
+    k: usize,
+    n: usize,
+    /// K rounded up to a multiple of 4.
+    kq: usize,
+    data: Vec<i8>,
+    /// Per column: the dequantization scale, `max|w| / 127`.
+    scales: Vec<f32>,
+    /// Per column: `128 · Σ_k q[k][j]`, what the activations' +128 offset adds to a dot product.
+    offsets: Vec<i32>,
+}
+
+impl PackedI8 {
+    /// Quantizes and packs the transpose of `wt` (row-major `N × K`: a PyTorch Linear weight
+    /// `[out, in]`, each row one output channel).
+    pub fn quantize_transposed(wt: &[f32], k: usize, n: usize) -> PackedI8 {
+        assert!(wt.len() >= n * k);
+        let kq = k.div_ceil(4) * 4;
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0i8; panels * kq * NR];
+        let mut scales = vec![0.0f32; panels * NR];
+        let mut offsets = vec![0i32; panels * NR];
+        for j in 0..n {
+            let row = &wt[j * k..(j + 1) * k];
+            let quantized = quantize_symmetric(row);
+            scales[j] = quantized.scale;
+            offsets[j] =
+                ACTIVATION_OFFSET * quantized.values.iter().map(|&q| q as i32).sum::<i32>();
+            let (panel, column) = (j / NR, j % NR);
+            let base = panel * kq * NR;
+            for (kk, &q) in quantized.values.iter().enumerate() {
+                data[base + (kk / 4) * 4 * NR + column * 4 + kk % 4] = q;
+            }
+        }
+        PackedI8 {
+            k,
+            n,
+            kq,
+            data,
+            scales,
+            offsets,
+        }
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Bytes the packed weight occupies (what one query streams).
+    pub fn bytes(&self) -> usize {
+        self.data.len() + 8 * self.scales.len()
+    }
+
+    fn panel(&self, p: usize) -> &[i8] {
+        &self.data[p * self.kq * NR..(p + 1) * self.kq * NR]
+    }
+}
+
+/// One row quantized symmetrically to ±127 with one scale.
+struct Quantized {
+    values: Vec<i8>,
+    scale: f32,
+}
+
+fn quantize_symmetric(x: &[f32]) -> Quantized {
+    let max = x.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+    if max == 0.0 || !max.is_finite() {
+        return Quantized {
+            values: vec![0; x.len()],
+            scale: 0.0,
+        };
+    }
+    let inverse = LEVELS / max;
+    let values = x
+        .iter()
+        .map(|&v| (v * inverse).round_ties_even().clamp(-LEVELS, LEVELS) as i8)
+        .collect();
+    Quantized {
+        values,
+        scale: max / LEVELS,
+    }
+}
+
+/// The quantized rows of A a task reads: `kq` bytes per row, one scale per row. One per
+/// worker thread, reused by every task it runs (a block of 56 rows × 1536 is 86 KB).
+#[derive(Default)]
+struct QuantizedRows {
+    bytes: Vec<u8>,
+    scales: Vec<f32>,
+}
+
+thread_local! {
+    static QUANTIZED_ROWS: RefCell<QuantizedRows> = RefCell::new(QuantizedRows::default());
+}
+
+/// `C[m × n] = epilogue(quantize(A[m × k]) · W)`, `A` row-major with row stride `lda`, `C` with
+/// `ldc`, on the current rayon pool when `parallel`. `dot` proves the CPU has the kernel's
+/// instructions; `isa` runs the epilogue.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    dot: Int8Dot,
+    isa: Isa,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &PackedI8,
+    c: &mut [f32],
+    ldc: usize,
+    epilogue: Epilogue,
+    parallel: bool,
+) {
+    let (k, n, kq) = (b.k, b.n, b.kq);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(lda >= k && a.len() >= (m - 1) * lda + k);
+    assert!(ldc >= n && c.len() >= (m - 1) * ldc + n);
+    gemm::check_epilogue(&epilogue, m, n);
+    let body = |rows: Range<usize>, panels: Range<usize>, c: *mut f32| {
+        QUANTIZED_ROWS.with(|cell| {
+            let mut buffer = cell.borrow_mut();
+            let QuantizedRows { bytes, scales } = &mut *buffer;
+            bytes.resize(rows.len() * kq, 0);
+            scales.resize(rows.len(), 0.0);
+            for (r, row) in rows.clone().enumerate() {
+                let source = &a[row * lda..row * lda + k];
+                scales[r] = quantize_row(dot, source, &mut bytes[r * kq..(r + 1) * kq]);
+            }
+            for p in panels {
+                let columns = p * NR..((p + 1) * NR).min(n);
+                for first in (0..rows.len()).step_by(MR) {
+                    let tile_rows = MR.min(rows.len() - first);
+                    let row0 = rows.start + first;
+                    // SAFETY: `dot` proves VNNI; the tile's rows lie in the quantized block
+                    // (kq bytes each), the panel holds kq × NR bytes with NR offsets and
+                    // scales, and the task owns these rows × columns of C (`run_tasks`).
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        dot_x86::int8_tile(
+                            tile_rows,
+                            kq,
+                            bytes.as_ptr().add(first * kq),
+                            kq,
+                            scales.as_ptr().add(first),
+                            b.panel(p).as_ptr(),
+                            b.offsets.as_ptr().add(p * NR),
+                            b.scales.as_ptr().add(p * NR),
+                            c.add(row0 * ldc + columns.start),
+                            ldc,
+                            columns.len(),
+                        );
+                    }
+                    #[cfg(not(target_arch = "x86_64"))]
+                    let _ = (tile_rows, row0, columns, c);
+                }
+            }
+        })
+    };
+    // SAFETY: `c` is an exclusive borrow covering every element written (asserted above);
+    // `body` writes only its task's rectangle.
+    unsafe {
+        gemm::run_tasks(
+            isa,
+            m,
+            n,
+            MR,
+            NR,
+            c.as_mut_ptr(),
+            ldc,
+            &epilogue,
+            parallel,
+            body,
+        )
+    }
+}
+
+/// Quantizes one row of A into `out` (`kq` bytes, +128 offset, padded with 128); returns its
+/// scale.
+fn quantize_row(dot: Int8Dot, x: &[f32], out: &mut [u8]) -> f32 {
+    let _ = dot;
+    // SAFETY: an `Int8Dot` exists only on CPUs with AVX-512F/BW/VL (see `Int8Dot::detected`);
+    // `out` is at least as long as `x`.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        dot_x86::quantize_row_u8(x, out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let quantized = quantize_symmetric(x);
+        for (slot, &q) in out.iter_mut().zip(&quantized.values) {
+            *slot = (q as i32 + ACTIVATION_OFFSET) as u8;
+        }
+        out[x.len()..].fill(ACTIVATION_OFFSET as u8);
+        quantized.scale
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The exact integer arithmetic the kernel should do, in f64 from the quantized values.
+    fn reference(a: &[f32], m: usize, k: usize, wt: &[f32], n: usize) -> Vec<f64> {
+        let rows: Vec<Quantized> = a.chunks_exact(k).map(quantize_symmetric).collect();
+        let columns: Vec<Quantized> = wt.chunks_exact(k).map(quantize_symmetric).collect();
+        let mut c = vec![0.0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let dot: i64 = (0..k)
+                    .map(|kk| rows[i].values[kk] as i64 * columns[j].values[kk] as i64)
+                    .sum();
+                c[i * n + j] = dot as f64 * rows[i].scale as f64 * columns[j].scale as f64;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn the_kernel_does_the_quantized_arithmetic_on_odd_shapes() {
+        let Some(dot) = Int8Dot::detected() else {
+            eprintln!("no AVX-512 VNNI on this CPU: nothing to test");
+            return;
+        };
+        let isa = Isa::detected();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for &(m, k, n) in &[
+            (1, 7, 5),
+            (13, 64, 33),
+            (29, 384, 96),
+            (100, 31, 100),
+            (3, 1536, 384),
+        ] {
+            let mut a = data(m * k, 1);
+            a[..k].fill(0.0); // an all-zero row has scale 0
+            let wt = data(n * k, 2);
+            let expected = reference(&a, m, k, &wt, n);
+            let packed = PackedI8::quantize_transposed(&wt, k, n);
+            for parallel in [false, true] {
+                let mut c = vec![f32::NAN; m * n];
+                pool.install(|| {
+                    matmul(
+                        dot,
+                        isa,
+                        &a,
+                        k,
+                        m,
+                        &packed,
+                        &mut c,
+                        n,
+                        Epilogue::None,
+                        parallel,
+                    )
+                });
+                for (idx, (&got, &want)) in c.iter().zip(&expected).enumerate() {
+                    assert!(
+                        (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                        "m{m} k{k} n{n} at {idx}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quantized_product_is_close_to_float32_with_epilogue_and_strides() {
+        let Some(dot) = Int8Dot::detected() else {
+            return;
+        };
+        let isa = Isa::detected();
+        let (m, k, n) = (17, 384, 37);
+        let (lda, ldc) = (k + 3, n + 5);
+        let a_dense = data(m * k, 3);
+        let mut a = vec![9.0f32; m * lda];
+        for i in 0..m {
+            a[i * lda..i * lda + k].copy_from_slice(&a_dense[i * k..(i + 1) * k]);
+        }
+        let wt = data(n * k, 4);
+        let bias = data(n, 5);
+        let residual = data(m * n, 6);
+        let packed = PackedI8::quantize_transposed(&wt, k, n);
+        let mut c = vec![7.0f32; m * ldc];
+        let epilogue = Epilogue::BiasResidual {
+            bias: &bias,
+            residual: &residual,
+            ldr: n,
+        };
+        matmul(dot, isa, &a, lda, m, &packed, &mut c, ldc, epilogue, false);
+        for i in 0..m {
+            for j in 0..n {
+                let exact: f64 = (0..k)
+                    .map(|kk| a_dense[i * k + kk] as f64 * wt[j * k + kk] as f64)
+                    .sum();
+                let want = exact + bias[j] as f64 + residual[i * n + j] as f64;
+                let got = c[i * ldc + j] as f64;
+                // 8-bit values on both sides: ~1% of the dot product's typical size (√k).
+                assert!(
+                    (got - want).abs() < 0.02 * (k as f64).sqrt(),
+                    "({i},{j}) {got} {want}"
+                );
+            }
+            assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 7.0));
+        }
+    }
+
+    #[test]
+    fn the_vector_row_quantizer_matches_the_scalar_one() {
+        if Int8Dot::detected().is_none() {
+            return;
+        }
+        for len in [1, 15, 16, 17, 383, 384, 1536] {
+            let x = data(len, len as u32);
+            let quantized = quantize_symmetric(&x);
+            let mut out = vec![0u8; len.div_ceil(4) * 4];
+            let scale = quantize_row(Int8Dot::detected().unwrap(), &x, &mut out);
+            assert_eq!(scale, quantized.scale, "len {len}");
+            for (j, &q) in quantized.values.iter().enumerate() {
+                assert_eq!(out[j] as i32, q as i32 + 128, "len {len} at {j}");
+            }
+            assert!(out[len..].iter().all(|&b| b == 128));
+        }
+    }
+}
