@@ -7,6 +7,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::batch::TokenBatch;
+use crate::compute::Compute;
 use crate::config::{BertConfig, SentenceConfig};
 use crate::error::{Error, Result};
 use crate::kernels::Isa;
@@ -32,8 +33,18 @@ pub struct SentenceEncoder {
 impl SentenceEncoder {
     /// Loads `config.json`, `model.safetensors` and the sentence-transformers module files from
     /// `model_dir`. `threads = None` uses every CPU this process may run on (affinity and cgroup
-    /// quota included).
+    /// quota included). Computes in float32; see [`SentenceEncoder::load_with_compute`].
     pub fn load(model_dir: &Path, threads: Option<usize>) -> Result<Self> {
+        Self::load_with_compute(model_dir, threads, Compute::Float32)
+    }
+
+    /// [`SentenceEncoder::load`] with the linear layers in `compute` (resolved for this CPU by
+    /// [`Compute::resolve`]).
+    pub fn load_with_compute(
+        model_dir: &Path,
+        threads: Option<usize>,
+        compute: Compute,
+    ) -> Result<Self> {
         if !model_dir.is_dir() {
             return Err(Error::MissingFile {
                 path: model_dir.to_owned(),
@@ -55,7 +66,7 @@ impl SentenceEncoder {
         };
         let config = BertConfig::from_file(&model_dir.join("config.json"))?;
         let sentence = SentenceConfig::from_dir(model_dir)?;
-        let model = BertModel::load(&model_dir.join("model.safetensors"), config)?;
+        let model = BertModel::load(&model_dir.join("model.safetensors"), config, compute)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("minilm-fast-{i}"))
@@ -72,6 +83,11 @@ impl SentenceEncoder {
 
     pub fn config(&self) -> &BertConfig {
         self.model.config()
+    }
+
+    /// The arithmetic the linear layers run in.
+    pub fn compute(&self) -> Compute {
+        self.model.compute()
     }
 
     pub fn sentence_config(&self) -> &SentenceConfig {

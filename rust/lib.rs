@@ -6,6 +6,7 @@
 
 mod attention;
 pub mod batch;
+pub mod compute;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -22,6 +23,7 @@ mod weights;
 mod py;
 
 pub use batch::{IdsView, TokenBatch};
+pub use compute::Compute;
 pub use config::{BertConfig, PoolingMode, SentenceConfig};
 pub use engine::SentenceEncoder;
 pub use error::{Error, Result};

@@ -15,10 +15,11 @@ use rayon::prelude::*;
 
 use crate::attention::self_attention;
 use crate::batch::TokenBatch;
+use crate::compute::Compute;
 use crate::config::{Activation, BertConfig};
 use crate::error::Result;
 use crate::kernels::{vecmath, Isa};
-use crate::linear::{DenseF32, Finish, Linear};
+use crate::linear::{dense, Finish, Linear};
 use crate::memory;
 use crate::packing::PackedTokens;
 use crate::weights::WeightReader;
@@ -27,6 +28,7 @@ use crate::weights::WeightReader;
 const ROWS_PER_TASK: usize = 64;
 
 fn load_linear(
+    compute: Compute,
     isa: Isa,
     weights: &WeightReader,
     names: &[String],
@@ -41,7 +43,7 @@ fn load_linear(
         bias.extend(weights.values(&format!("{name}.bias"), &[outputs])?);
     }
     let total = names.len() * outputs;
-    Ok(Box::new(DenseF32::new(isa, &weight, bias, inputs, total)))
+    Ok(dense(compute, isa, &weight, bias, inputs, total))
 }
 
 struct LayerNorm {
@@ -124,7 +126,13 @@ struct Layer {
 }
 
 impl Layer {
-    fn load(isa: Isa, weights: &WeightReader, index: usize, config: &BertConfig) -> Result<Self> {
+    fn load(
+        compute: Compute,
+        isa: Isa,
+        weights: &WeightReader,
+        index: usize,
+        config: &BertConfig,
+    ) -> Result<Self> {
         let (h, i, eps) = (
             config.hidden_size,
             config.intermediate_size,
@@ -134,16 +142,23 @@ impl Layer {
         let qkv_names = ["query", "key", "value"].map(|p| format!("{prefix}.attention.self.{p}"));
         let name = |suffix: &str| [format!("{prefix}.{suffix}")];
         Ok(Self {
-            qkv: load_linear(isa, weights, &qkv_names, h, h)?,
-            attention_output: load_linear(isa, weights, &name("attention.output.dense"), h, h)?,
+            qkv: load_linear(compute, isa, weights, &qkv_names, h, h)?,
+            attention_output: load_linear(
+                compute,
+                isa,
+                weights,
+                &name("attention.output.dense"),
+                h,
+                h,
+            )?,
             attention_norm: LayerNorm::load(
                 weights,
                 &format!("{prefix}.attention.output.LayerNorm"),
                 h,
                 eps,
             )?,
-            intermediate: load_linear(isa, weights, &name("intermediate.dense"), h, i)?,
-            output: load_linear(isa, weights, &name("output.dense"), i, h)?,
+            intermediate: load_linear(compute, isa, weights, &name("intermediate.dense"), h, i)?,
+            output: load_linear(compute, isa, weights, &name("output.dense"), i, h)?,
             output_norm: LayerNorm::load(weights, &format!("{prefix}.output.LayerNorm"), h, eps)?,
         })
     }
@@ -197,6 +212,7 @@ impl Workspace {
 pub struct BertModel {
     config: BertConfig,
     isa: Isa,
+    compute: Compute,
     embeddings: Embeddings,
     layers: Vec<Layer>,
     /// Idle workspaces; concurrent batches each take their own.
@@ -205,17 +221,19 @@ pub struct BertModel {
 
 impl BertModel {
     /// Loads `model.safetensors` (memory-mapped) for `config`, checking every tensor's dtype and
-    /// shape before copying it, and packs the weights for this CPU's kernels.
-    pub fn load(weights_path: &Path, config: BertConfig) -> Result<Self> {
+    /// shape before copying it, and packs the linear layers' weights for this CPU's kernels
+    /// in `compute`.
+    pub fn load(weights_path: &Path, config: BertConfig, compute: Compute) -> Result<Self> {
         let isa = Isa::detected();
         let weights = WeightReader::open(weights_path)?;
         let embeddings = Embeddings::load(&weights, &config)?;
         let layers = (0..config.num_layers)
-            .map(|index| Layer::load(isa, &weights, index, &config))
+            .map(|index| Layer::load(compute, isa, &weights, index, &config))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             config,
             isa,
+            compute,
             embeddings,
             layers,
             workspaces: Mutex::new(Vec::new()),
@@ -224,6 +242,11 @@ impl BertModel {
 
     pub fn config(&self) -> &BertConfig {
         &self.config
+    }
+
+    /// The arithmetic the linear layers run in.
+    pub fn compute(&self) -> Compute {
+        self.compute
     }
 
     /// The last hidden state of every packed token, [tokens.len(), hidden] row-major. Runs on

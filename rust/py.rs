@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::batch::{IdsView, TokenBatch};
+use crate::compute::Compute;
 use crate::engine::SentenceEncoder;
 use crate::error::Error;
 
@@ -119,6 +120,7 @@ fn extract_ids<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Ids<'py>> {
 struct NativeModel {
     model_dir: PathBuf,
     threads: Option<usize>,
+    compute: Compute,
     loaded: Mutex<Loaded>,
 }
 
@@ -149,7 +151,9 @@ impl NativeModel {
                 return Ok(Arc::clone(&loaded.engine));
             }
         }
-        let fresh = py.detach(|| SentenceEncoder::load(&self.model_dir, self.threads))?;
+        let fresh = py.detach(|| {
+            SentenceEncoder::load_with_compute(&self.model_dir, self.threads, self.compute)
+        })?;
         let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
         if loaded.pid != pid {
             let inherited = std::mem::replace(
@@ -192,10 +196,17 @@ impl NativeModel {
 #[pymethods]
 impl NativeModel {
     /// Loads the model in `model_dir` (config.json, model.safetensors, optional modules.json).
-    /// `threads=None` uses every CPU the process may run on.
+    /// `threads=None` uses every CPU the process may run on; `compute` is "float32",
+    /// "bfloat16", "int8" or "auto", resolved to what this CPU has kernels for.
     #[new]
-    #[pyo3(signature = (model_dir, threads=None))]
-    fn new(py: Python<'_>, model_dir: PathBuf, threads: Option<i64>) -> PyResult<Self> {
+    #[pyo3(signature = (model_dir, threads=None, compute="float32"))]
+    fn new(
+        py: Python<'_>,
+        model_dir: PathBuf,
+        threads: Option<i64>,
+        compute: &str,
+    ) -> PyResult<Self> {
+        let compute = Compute::resolve(compute)?;
         let threads = match threads {
             Some(n) if n < 1 => {
                 return Err(PyValueError::new_err(format!(
@@ -205,10 +216,12 @@ impl NativeModel {
             Some(n) => Some(usize::try_from(n).unwrap_or(usize::MAX)),
             None => None,
         };
-        let engine = py.detach(|| SentenceEncoder::load(&model_dir, threads))?;
+        let engine =
+            py.detach(|| SentenceEncoder::load_with_compute(&model_dir, threads, compute))?;
         Ok(Self {
             model_dir,
             threads,
+            compute,
             loaded: Mutex::new(Loaded {
                 pid: std::process::id(),
                 engine: Arc::new(engine),
@@ -308,17 +321,25 @@ impl NativeModel {
         self.current().isa().name()
     }
 
+    /// The arithmetic the linear layers run in ("float32", "bfloat16" or "int8").
+    #[getter]
+    fn compute(&self) -> &'static str {
+        self.compute.name()
+    }
+
     fn __repr__(&self) -> String {
         let engine = self.current();
         let config = engine.config();
         format!(
-            "NativeModel(hidden_size={}, layers={}, heads={}, output_dim={}, threads={}, isa={})",
+            "NativeModel(hidden_size={}, layers={}, heads={}, output_dim={}, threads={}, isa={}, \
+             compute={})",
             config.hidden_size,
             config.num_layers,
             config.num_heads,
             engine.output_dim(),
             engine.threads(),
-            engine.isa().name()
+            engine.isa().name(),
+            engine.compute().name()
         )
     }
 }

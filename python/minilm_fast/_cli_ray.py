@@ -93,6 +93,7 @@ def encode_with_ray(args: argparse.Namespace) -> int:
             max_seq_length=args.max_seq_length,
             long_text=args.long_text,
             chunk_stride=args.chunk_stride,
+            compute=args.compute,
             cache_dir=args.cache_dir,
             revision=args.revision,
             local_files_only=args.offline,

@@ -178,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker threads (default: every CPU this process may use)",
     )
     engine_group.add_argument(
+        "--compute",
+        choices=("float32", "bfloat16", "int8", "auto"),
+        default="float32",
+        help="arithmetic of the linear layers: float32 (default, sentence-transformers' "
+        "results), bfloat16 (AVX512-BF16), int8 (AVX-512 VNNI) or auto (the fastest this CPU "
+        "runs); see docs/PERFORMANCE.md for their quality",
+    )
+    engine_group.add_argument(
         "--max-seq-length",
         type=_positive_int,
         metavar="N",
@@ -346,11 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser(
         "info",
         parents=[model, engine, common],
-        help="show the version, model, dimensions, threads, SIMD kernel and CPU features",
+        help="show the version, model, dimensions, threads, SIMD kernel, compute mode and CPU "
+        "features",
         description=(
             "Load a model and show what the engine will run: versions, model folder,\n"
             "embedding dimension, max_seq_length, pooling, threads, the SIMD kernel picked\n"
-            "for this CPU and the CPU features it could use."
+            "for this CPU, the compute mode that runs (--compute) and the CPU features it\n"
+            "could use."
         ),
         epilog=_INFO_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -698,6 +708,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         "vocab_size": native.vocab_size,
         "threads": encoder.threads,
         "simd": native.isa,
+        "compute": encoder.compute,
         "cpu": machine,
         "cpu_features": features,
     }
@@ -723,6 +734,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ("pipeline", pipeline),
         ("threads", encoder.threads),
         ("SIMD kernel", native.isa),
+        ("compute", encoder.compute),
         ("CPU", f"{machine}, {' '.join(features)}" if features else machine),
     ]
     width = max(len(key) for key, _ in rows)
@@ -978,12 +990,14 @@ def _load_encoder(args: argparse.Namespace) -> Encoder:
         cache_dir=args.cache_dir,
         revision=args.revision,
         local_files_only=args.offline,
+        compute=args.compute,
     )
     logger.info(
-        "loaded %s with %d threads, SIMD kernel %s",
+        "loaded %s with %d threads, SIMD kernel %s, compute %s",
         encoder.model_path,
         encoder.threads,
         encoder.native.isa,
+        encoder.compute,
     )
     if args.max_seq_length is not None:
         try:

@@ -40,6 +40,8 @@ logger = logging.getLogger("minilm_fast")
 Sentences = Union[str, Iterable[str]]
 OutputValue = Literal["sentence_embedding", "token_embeddings"]
 LongText = Literal["truncate", "chunk"]
+Compute = Literal["float32", "bfloat16", "int8", "auto"]
+_COMPUTE_MODES = ("float32", "bfloat16", "int8", "auto")
 
 #: Word pieces shared by consecutive windows of a chunked long text (at most half a window).
 DEFAULT_CHUNK_STRIDE = 32
@@ -109,6 +111,12 @@ class Encoder:
             ``config_sentence_transformers.json``; ``default_prompt_name`` picks one for
             every ``encode`` that names none.
         truncate_dim: keep only the first dimensions of every embedding (Matryoshka models).
+        compute: the arithmetic of the encoder's linear layers. ``"float32"`` (the default)
+            matches sentence-transformers to cosine 0.99999. ``"bfloat16"`` (CPUs with
+            AVX512-BF16) and ``"int8"`` (CPUs with AVX-512 VNNI) are faster and stay within
+            the quality gates in docs/PERFORMANCE.md; ``"auto"`` picks the fastest this CPU
+            runs. A mode the CPU lacks computes in float32 with a warning; ``Encoder.compute``
+            says what runs. Unrelated to ``encode(precision=...)``, which quantizes the output.
 
     Example:
         >>> vectors = encoder.encode(["A cat sits on the mat.", "A dog runs in the park."])
@@ -130,14 +138,26 @@ class Encoder:
         prompts: Mapping[str, str] | None = None,
         default_prompt_name: str | None = None,
         truncate_dim: int | None = None,
+        compute: Compute = "float32",
     ) -> None:
+        if compute not in _COMPUTE_MODES:
+            raise ValueError(
+                f"compute must be one of {', '.join(map(repr, _COMPUTE_MODES))}, got {compute!r}"
+            )
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
             raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
         self.model_name = os.fsdecode(model) if isinstance(model, os.PathLike) else model
         self.model_path: pathlib.Path = resolve_model(
             model, cache_dir=cache_dir, revision=revision, local_files_only=local_files_only
         )
-        self._native = NativeModel(str(self.model_path), threads)
+        self._native = NativeModel(str(self.model_path), threads, compute)
+        if compute not in ("auto", self._native.compute):
+            warnings.warn(
+                f"compute={compute!r} needs instructions this CPU lacks "
+                f"({_COMPUTE_NEEDS[compute]}); computing in {self._native.compute}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self._tokenizer = SentenceTokenizer(
             self.model_path, self._native.max_position_embeddings, max_seq_length
         )
@@ -166,6 +186,7 @@ class Encoder:
         # What pickling needs to build the same Encoder again (weights are reloaded by path).
         self._init_args: dict[str, Any] = {
             "threads": threads,
+            "compute": compute,
             "cache_dir": cache_dir,
             "revision": revision,
             "local_files_only": local_files_only,
@@ -180,6 +201,11 @@ class Encoder:
     def threads(self) -> int:
         """Worker threads the engine computes with."""
         return self._native.threads
+
+    @property
+    def compute(self) -> str:
+        """The arithmetic the linear layers run in: "float32", "bfloat16" or "int8"."""
+        return self._native.compute
 
     @property
     def max_seq_length(self) -> int:
@@ -738,7 +764,8 @@ class Encoder:
     def __repr__(self) -> str:
         return (
             f"Encoder(model={self.model_name!r}, dim={self.get_sentence_embedding_dimension()}, "
-            f"max_seq_length={self.max_seq_length}, threads={self.threads})"
+            f"max_seq_length={self.max_seq_length}, threads={self.threads}, "
+            f"compute={self.compute!r})"
         )
 
 
@@ -750,6 +777,9 @@ def _check_flag(name: str, value: object) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
     return bool(value)
+
+
+_COMPUTE_NEEDS = {"bfloat16": "AVX512-BF16", "int8": "AVX-512 VNNI", "float32": "none"}
 
 
 def _check_long_text(value: object) -> LongText:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypedDict, Union
 
-from ..encoder import Encoder, LongText
+from ..encoder import Compute, Encoder, LongText
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -30,6 +30,7 @@ class EncoderArgs(TypedDict, total=False):
     prompts: Mapping[str, str] | None
     default_prompt_name: str | None
     truncate_dim: int | None
+    compute: Compute
 
 
 def missing_framework(module: str, package: str, extra: str) -> str:
