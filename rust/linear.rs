@@ -27,23 +27,28 @@ pub trait Linear: Send + Sync {
 }
 
 /// A linear layer computing in `compute` from a PyTorch-layout weight `[outputs, inputs]`
-/// (row-major) and its bias. A mode whose kernels this CPU lacks computes in float32
-/// (`Compute::resolve` never picks one).
+/// (row-major) and its bias. `input_range` estimates the magnitude of each input channel when
+/// it is known (the output of a LayerNorm); int8 uses it to smooth outlier channels. A mode
+/// whose kernels this CPU lacks computes in float32 (`Compute::resolve` never picks one).
 pub fn dense(
     compute: Compute,
     isa: Isa,
     weight: &[f32],
     bias: Vec<f32>,
-    inputs: usize,
-    outputs: usize,
+    (inputs, outputs): (usize, usize),
+    input_range: Option<&[f32]>,
 ) -> Box<dyn Linear> {
     match compute {
         Compute::Int8 => {
             if let Some(dot) = Int8Dot::detected() {
+                let weight = match input_range {
+                    Some(range) => PackedI8::quantize_smoothed(weight, inputs, outputs, range),
+                    None => PackedI8::quantize_transposed(weight, inputs, outputs),
+                };
                 return Box::new(DenseInt8 {
                     dot,
                     isa,
-                    weight: PackedI8::quantize_transposed(weight, inputs, outputs),
+                    weight,
                     bias,
                 });
             }

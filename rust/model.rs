@@ -27,13 +27,14 @@ use crate::weights::WeightReader;
 /// Rows per parallel task in the row-wise passes (embeddings, LayerNorm).
 const ROWS_PER_TASK: usize = 64;
 
+/// The linear layer stacked from `names` (PyTorch layout), reading the output of `input_norm`
+/// when a LayerNorm feeds it.
 fn load_linear(
-    compute: Compute,
-    isa: Isa,
+    (compute, isa): (Compute, Isa),
     weights: &WeightReader,
     names: &[String],
-    inputs: usize,
-    outputs: usize,
+    (inputs, outputs): (usize, usize),
+    input_norm: Option<&LayerNorm>,
 ) -> Result<Box<dyn Linear>> {
     // Several names (Q, K, V) are stacked into one projection: one GEMM instead of three.
     let mut weight = Vec::with_capacity(names.len() * outputs * inputs);
@@ -43,7 +44,15 @@ fn load_linear(
         bias.extend(weights.values(&format!("{name}.bias"), &[outputs])?);
     }
     let total = names.len() * outputs;
-    Ok(dense(compute, isa, &weight, bias, inputs, total))
+    let range = input_norm.map(LayerNorm::output_range);
+    Ok(dense(
+        compute,
+        isa,
+        &weight,
+        bias,
+        (inputs, total),
+        range.as_deref(),
+    ))
 }
 
 struct LayerNorm {
@@ -59,6 +68,21 @@ impl LayerNorm {
             beta: weights.values(&format!("{name}.bias"), &[size])?,
             eps: eps as f32,
         })
+    }
+
+    /// An estimate of each output channel's magnitude, `|β_c| + 2|γ_c|` (the normalised input
+    /// is ~unit variance): the channels whose γ or β are large are the outliers of BERT's
+    /// hidden states, and they are large for every token.
+    fn output_range(&self) -> Vec<f32> {
+        let k: f32 = std::env::var("XR")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2.0);
+        self.gamma
+            .iter()
+            .zip(&self.beta)
+            .map(|(&g, &b)| b.abs() + k * g.abs())
+            .collect()
     }
 
     /// Normalises every row of `x` ([rows, size]) in place, rows in parallel.
@@ -126,12 +150,14 @@ struct Layer {
 }
 
 impl Layer {
+    /// Layer `index`, whose input is the output of `input_norm` (the embeddings' LayerNorm or
+    /// the previous layer's last).
     fn load(
-        compute: Compute,
-        isa: Isa,
+        kernels: (Compute, Isa),
         weights: &WeightReader,
         index: usize,
         config: &BertConfig,
+        input_norm: &LayerNorm,
     ) -> Result<Self> {
         let (h, i, eps) = (
             config.hidden_size,
@@ -141,24 +167,30 @@ impl Layer {
         let prefix = format!("encoder.layer.{index}");
         let qkv_names = ["query", "key", "value"].map(|p| format!("{prefix}.attention.self.{p}"));
         let name = |suffix: &str| [format!("{prefix}.{suffix}")];
+        let attention_norm = LayerNorm::load(
+            weights,
+            &format!("{prefix}.attention.output.LayerNorm"),
+            h,
+            eps,
+        )?;
         Ok(Self {
-            qkv: load_linear(compute, isa, weights, &qkv_names, h, h)?,
+            qkv: load_linear(kernels, weights, &qkv_names, (h, h), Some(input_norm))?,
             attention_output: load_linear(
-                compute,
-                isa,
+                kernels,
                 weights,
                 &name("attention.output.dense"),
-                h,
-                h,
+                (h, h),
+                None,
             )?,
-            attention_norm: LayerNorm::load(
+            intermediate: load_linear(
+                kernels,
                 weights,
-                &format!("{prefix}.attention.output.LayerNorm"),
-                h,
-                eps,
+                &name("intermediate.dense"),
+                (h, i),
+                Some(&attention_norm),
             )?,
-            intermediate: load_linear(compute, isa, weights, &name("intermediate.dense"), h, i)?,
-            output: load_linear(compute, isa, weights, &name("output.dense"), i, h)?,
+            attention_norm,
+            output: load_linear(kernels, weights, &name("output.dense"), (i, h), None)?,
             output_norm: LayerNorm::load(weights, &format!("{prefix}.output.LayerNorm"), h, eps)?,
         })
     }
@@ -227,9 +259,12 @@ impl BertModel {
         let isa = Isa::detected();
         let weights = WeightReader::open(weights_path)?;
         let embeddings = Embeddings::load(&weights, &config)?;
-        let layers = (0..config.num_layers)
-            .map(|index| Layer::load(compute, isa, &weights, index, &config))
-            .collect::<Result<Vec<_>>>()?;
+        let mut layers: Vec<Layer> = Vec::with_capacity(config.num_layers);
+        for index in 0..config.num_layers {
+            let input_norm = layers.last().map_or(&embeddings.norm, |l| &l.output_norm);
+            let layer = Layer::load((compute, isa), &weights, index, &config, input_norm)?;
+            layers.push(layer);
+        }
         Ok(Self {
             config,
             isa,

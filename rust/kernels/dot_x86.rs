@@ -144,39 +144,41 @@ pub unsafe fn bf16_rows<const R: usize>(
     }
 }
 
-/// Quantizes one row to u8 with one symmetric scale: `out[j] = round(x[j] / scale) + 128`,
-/// `scale = max|x| / 127`, and pads `out` past `x.len()` with 128 (zero). Returns the scale
-/// (0 for an all-zero row, whose bytes are all 128).
+/// Quantizes one row, smoothed per channel, to u8 with one symmetric scale:
+/// `out[j] = round(x[j] * smooth[j] / scale) + 128`, `scale = max|x * smooth| / 127`, and pads
+/// `out` past `x.len()` with 128 (zero). Returns the scale (0 for an all-zero row, whose bytes
+/// are all 128).
 ///
 /// # Safety
-/// The CPU must support AVX-512F/BW/VL; `out.len() >= x.len()`.
+/// The CPU must support AVX-512F/BW/VL; `smooth.len() == x.len() <= out.len()`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-pub unsafe fn quantize_row_u8(x: &[f32], out: &mut [u8]) -> f32 {
+pub unsafe fn quantize_row_u8(x: &[f32], smooth: &[f32], out: &mut [u8]) -> f32 {
     let n = x.len();
-    // SAFETY: masked loads read only lanes < n; masked stores write only bytes < n ≤ out.len().
+    // SAFETY: masked loads read only lanes < n of x and smooth (both n long); masked stores
+    // write only bytes < n ≤ out.len().
     unsafe {
-        let mut max = _mm512_setzero_ps();
-        for start in (0..n).step_by(16) {
+        let load = |start: usize| {
             let mask = lanes(n - start);
             let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(start));
-            max = _mm512_max_ps(max, _mm512_abs_ps(v));
+            _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mask, smooth.as_ptr().add(start)))
+        };
+        let mut max = _mm512_setzero_ps();
+        for start in (0..n).step_by(16) {
+            max = _mm512_max_ps(max, _mm512_abs_ps(load(start)));
         }
         let max = _mm512_reduce_max_ps(max);
         if max == 0.0 || !max.is_finite() {
-            // Non-finite input has no meaningful scale; zeros keep the output finite, as the
-            // float32 path's NaN checks upstream reject such weights anyway.
+            // A non-finite row has no meaningful scale; zeros keep the output finite.
             out.fill(128);
             return 0.0;
         }
         let inverse = _mm512_set1_ps(127.0 / max);
         let bias = _mm512_set1_epi32(128);
         for start in (0..n).step_by(16) {
-            let mask = lanes(n - start);
-            let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(start));
             // Round to nearest even (the default MXCSR mode), as `round_ties_even` does.
-            let q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inverse)), bias);
-            let bytes = _mm512_cvtusepi32_epi8(q);
-            _mm_mask_storeu_epi8(out.as_mut_ptr().add(start).cast(), mask, bytes);
+            let q = _mm512_cvtps_epi32(_mm512_mul_ps(load(start), inverse));
+            let bytes = _mm512_cvtusepi32_epi8(_mm512_add_epi32(q, bias));
+            _mm_mask_storeu_epi8(out.as_mut_ptr().add(start).cast(), lanes(n - start), bytes);
         }
         out[n..].fill(128);
         max / 127.0

@@ -40,12 +40,54 @@ pub struct PackedI8 {
     scales: Vec<f32>,
     /// Per column: `128 · Σ_k q[k][j]`, what the activations' +128 offset adds to a dot product.
     offsets: Vec<i32>,
+    /// Per input channel: what activations are multiplied by before they are quantized (the
+    /// weights' rows were multiplied by its inverse), all 1 unless smoothed.
+    smooth: Vec<f32>,
 }
 
 impl PackedI8 {
     /// Quantizes and packs the transpose of `wt` (row-major `N × K`: a PyTorch Linear weight
     /// `[out, in]`, each row one output channel).
     pub fn quantize_transposed(wt: &[f32], k: usize, n: usize) -> PackedI8 {
+        Self::quantize_scaled(wt, k, n, vec![1.0; k])
+    }
+
+    /// As [`PackedI8::quantize_transposed`], with the quantization difficulty shared between
+    /// activations and weights per input channel (SmoothQuant's migration, α = ½): channel `c`
+    /// of the activations is divided by `s_c = √(range_c / max_j |W[j][c]|)` and the weights'
+    /// channel multiplied by it, which leaves `x · W` unchanged. `input_range` estimates each
+    /// channel's typical magnitude (only ratios between channels matter). BERT's LayerNorm
+    /// outputs have a few channels an order of magnitude larger than the rest; with one scale
+    /// per token they would leave the others only a few of the 255 levels.
+    pub fn quantize_smoothed(wt: &[f32], k: usize, n: usize, input_range: &[f32]) -> PackedI8 {
+        assert!(wt.len() >= n * k && input_range.len() == k);
+        let mut weight_range = vec![0.0f32; k];
+        for row in wt[..n * k].chunks_exact(k) {
+            for (range, &w) in weight_range.iter_mut().zip(row) {
+                *range = range.max(w.abs());
+            }
+        }
+        let migration: Vec<f32> = input_range
+            .iter()
+            .zip(&weight_range)
+            .map(|(&x, &w)| {
+                let s = (x.abs() / w).sqrt();
+                if s.is_finite() && s > 0.0 {
+                    s
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let scaled: Vec<f32> = wt[..n * k]
+            .chunks_exact(k)
+            .flat_map(|row| row.iter().zip(&migration).map(|(&w, &s)| w * s))
+            .collect();
+        let smooth = migration.iter().map(|&s| 1.0 / s).collect();
+        Self::quantize_scaled(&scaled, k, n, smooth)
+    }
+
+    fn quantize_scaled(wt: &[f32], k: usize, n: usize, smooth: Vec<f32>) -> PackedI8 {
         assert!(wt.len() >= n * k);
         let kq = k.div_ceil(4) * 4;
         let panels = n.div_ceil(NR);
@@ -71,6 +113,7 @@ impl PackedI8 {
             data,
             scales,
             offsets,
+            smooth,
         }
     }
 
@@ -160,7 +203,8 @@ pub fn matmul(
             scales.resize(rows.len(), 0.0);
             for (r, row) in rows.clone().enumerate() {
                 let source = &a[row * lda..row * lda + k];
-                scales[r] = quantize_row(dot, source, &mut bytes[r * kq..(r + 1) * kq]);
+                let out = &mut bytes[r * kq..(r + 1) * kq];
+                scales[r] = quantize_row(dot, source, &b.smooth, out);
             }
             for p in panels {
                 let columns = p * NR..((p + 1) * NR).min(n);
@@ -210,19 +254,21 @@ pub fn matmul(
     }
 }
 
-/// Quantizes one row of A into `out` (`kq` bytes, +128 offset, padded with 128); returns its
-/// scale.
-fn quantize_row(dot: Int8Dot, x: &[f32], out: &mut [u8]) -> f32 {
+/// Quantizes one row of A, times `smooth`, into `out` (`kq` bytes, +128 offset, padded with
+/// 128); returns its scale.
+fn quantize_row(dot: Int8Dot, x: &[f32], smooth: &[f32], out: &mut [u8]) -> f32 {
     let _ = dot;
+    assert!(smooth.len() == x.len() && out.len() >= x.len());
     // SAFETY: an `Int8Dot` exists only on CPUs with AVX-512F/BW/VL (see `Int8Dot::detected`);
-    // `out` is at least as long as `x`.
+    // the lengths are checked above.
     #[cfg(target_arch = "x86_64")]
     unsafe {
-        dot_x86::quantize_row_u8(x, out)
+        dot_x86::quantize_row_u8(x, smooth, out)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let quantized = quantize_symmetric(x);
+        let x: Vec<f32> = x.iter().zip(smooth).map(|(&v, &s)| v * s).collect();
+        let quantized = quantize_symmetric(&x);
         for (slot, &q) in out.iter_mut().zip(&quantized.values) {
             *slot = (q as i32 + ACTIVATION_OFFSET) as u8;
         }
@@ -362,12 +408,58 @@ mod tests {
             let x = data(len, len as u32);
             let quantized = quantize_symmetric(&x);
             let mut out = vec![0u8; len.div_ceil(4) * 4];
-            let scale = quantize_row(Int8Dot::detected().unwrap(), &x, &mut out);
+            let ones = vec![1.0; len];
+            let scale = quantize_row(Int8Dot::detected().unwrap(), &x, &ones, &mut out);
             assert_eq!(scale, quantized.scale, "len {len}");
             for (j, &q) in quantized.values.iter().enumerate() {
                 assert_eq!(out[j] as i32, q as i32 + 128, "len {len} at {j}");
             }
             assert!(out[len..].iter().all(|&b| b == 128));
         }
+    }
+
+    #[test]
+    fn smoothing_keeps_the_product_and_tames_outlier_channels() {
+        let Some(dot) = Int8Dot::detected() else {
+            return;
+        };
+        let isa = Isa::detected();
+        let (m, k, n) = (16, 384, 64);
+        // Channels 7 and 200 are 40x the others, as in BERT's LayerNorm outputs.
+        let range: Vec<f32> = (0..k)
+            .map(|c| if c == 7 || c == 200 { 40.0 } else { 1.0 })
+            .collect();
+        let a: Vec<f32> = data(m * k, 8)
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v * range[i % k])
+            .collect();
+        let wt = data(n * k, 9);
+        let exact: Vec<f64> = (0..m * n)
+            .map(|idx| {
+                let (i, j) = (idx / n, idx % n);
+                (0..k)
+                    .map(|kk| a[i * k + kk] as f64 * wt[j * k + kk] as f64)
+                    .sum()
+            })
+            .collect();
+        let error = |packed: &PackedI8| {
+            let mut c = vec![0.0f32; m * n];
+            matmul(dot, isa, &a, k, m, packed, &mut c, n, Epilogue::None, false);
+            let num: f64 = c
+                .iter()
+                .zip(&exact)
+                .map(|(&g, &e)| (g as f64 - e).powi(2))
+                .sum();
+            let den: f64 = exact.iter().map(|e| e * e).sum();
+            (num / den).sqrt()
+        };
+        let plain = error(&PackedI8::quantize_transposed(&wt, k, n));
+        let smoothed = error(&PackedI8::quantize_smoothed(&wt, k, n, &range));
+        assert!(smoothed < 0.02, "relative error {smoothed}");
+        assert!(
+            smoothed < 0.5 * plain,
+            "smoothed {smoothed} vs plain {plain}"
+        );
     }
 }
