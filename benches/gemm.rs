@@ -1,5 +1,7 @@
-//! GFLOP/s of the GEMM on the encoder's shapes, per instruction set and thread count, against
-//! the machine's FMA peak. `cargo bench --bench gemm` (add `-- --quick` for a short run).
+//! GFLOP/s of the GEMM on the encoder's shapes, per instruction set, compute mode (float32,
+//! bfloat16, int8: GOP/s, a multiply-add counted as 2 like a float one) and thread count,
+//! against the machine's FMA peak. `cargo bench --bench gemm` (add `-- --quick` for a short
+//! run).
 //!
 //! Shapes: K = 384 (QKV, attention output, FFN in) or 1536 (FFN out); N = 1152 (fused QKV),
 //! 384, 1536; M = tokens in a batch (10: one query; 480: 32 short texts; 8192: 32 × 256).
@@ -7,7 +9,27 @@
 use std::time::Instant;
 
 use minilm_fast::kernels::gemm::{matmul, Epilogue, PackedB};
-use minilm_fast::kernels::Isa;
+use minilm_fast::kernels::gemm_bf16::{self, PackedBf16};
+use minilm_fast::kernels::gemm_int8::{self, PackedI8};
+use minilm_fast::kernels::{Bf16Dot, Int8Dot, Isa};
+
+/// The arithmetic a GEMM runs in, with the proof its instructions exist.
+#[derive(Clone, Copy)]
+enum Mode {
+    Float32,
+    BFloat16(Bf16Dot),
+    Int8(Int8Dot),
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Float32 => "float32",
+            Mode::BFloat16(_) => "bfloat16",
+            Mode::Int8(_) => "int8",
+        }
+    }
+}
 
 const SHAPES: [(usize, usize); 4] = [(384, 1152), (384, 384), (384, 1536), (1536, 384)];
 
@@ -19,10 +41,22 @@ fn thread_cpu_seconds() -> Option<f64> {
 }
 
 /// (GFLOP/s of wall time, GFLOP per CPU-second of this thread when single-threaded).
-fn gflops(isa: Isa, m: usize, k: usize, n: usize, threads: usize, seconds: f64) -> (f64, f64) {
+#[allow(clippy::too_many_arguments)]
+fn gflops(
+    isa: Isa,
+    mode: Mode,
+    m: usize,
+    k: usize,
+    n: usize,
+    threads: usize,
+    seconds: f64,
+) -> (f64, f64) {
     let a: Vec<f32> = (0..m * k).map(|i| (i % 97) as f32 / 97.0 - 0.5).collect();
-    let b: Vec<f32> = (0..k * n).map(|i| (i % 89) as f32 / 89.0 - 0.5).collect();
-    let packed = PackedB::from_rows(isa, &b, k, n, n);
+    // The weight in PyTorch layout [N, K], as the encoder loads it.
+    let bt: Vec<f32> = (0..k * n).map(|i| (i % 89) as f32 / 89.0 - 0.5).collect();
+    let dense = PackedB::from_transposed(isa, &bt, k, n, k);
+    let bf16 = PackedBf16::from_transposed(&bt, k, n);
+    let int8 = PackedI8::quantize_transposed(&bt, k, n);
     let mut c = vec![0.0f32; m * n];
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -30,7 +64,15 @@ fn gflops(isa: Isa, m: usize, k: usize, n: usize, threads: usize, seconds: f64) 
         .expect("a thread pool");
     let parallel = threads > 1;
     pool.install(|| {
-        let run = |c: &mut [f32]| matmul(isa, &a, k, m, &packed, c, n, Epilogue::None, parallel);
+        let run = |c: &mut [f32]| match mode {
+            Mode::Float32 => matmul(isa, &a, k, m, &dense, c, n, Epilogue::None, parallel),
+            Mode::BFloat16(dot) => {
+                gemm_bf16::matmul(dot, isa, &a, k, m, &bf16, c, n, Epilogue::None, parallel)
+            }
+            Mode::Int8(dot) => {
+                gemm_int8::matmul(dot, isa, &a, k, m, &int8, c, n, Epilogue::None, parallel)
+            }
+        };
         run(&mut c);
         let flop = 2.0 * (m * k * n) as f64;
         let iterations = ((seconds * 150e9 / flop) as usize).max(3);
@@ -52,15 +94,27 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let seconds = if quick { 0.2 } else { 1.0 };
     let max_threads = std::thread::available_parallelism().map_or(1, usize::from);
-    println!("| isa | threads | M | K | N | GFLOP/s | per CPU-second |");
-    println!("|---|---|---|---|---|---|---|");
-    for isa in Isa::available().into_iter().rev().take(2) {
+    println!("| isa | compute | threads | M | K | N | G(FL)OP/s | per CPU-second |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let best = Isa::detected();
+    let mut runs: Vec<(Isa, Mode)> = Isa::available()
+        .into_iter()
+        .rev()
+        .take(2)
+        .map(|isa| (isa, Mode::Float32))
+        .collect();
+    runs.extend(Bf16Dot::detected().map(|dot| (best, Mode::BFloat16(dot))));
+    runs.extend(Int8Dot::detected().map(|dot| (best, Mode::Int8(dot))));
+    for (isa, mode) in runs {
         for threads in [1, max_threads.min(2)] {
             for m in [10, 480, 8192] {
                 for (k, n) in SHAPES {
-                    let (rate, per_cpu) = gflops(isa, m, k, n, threads, seconds);
-                    let name = isa.name();
-                    println!("| {name} | {threads} | {m} | {k} | {n} | {rate:.1} | {per_cpu:.1} |");
+                    let (rate, per_cpu) = gflops(isa, mode, m, k, n, threads, seconds);
+                    let (name, compute) = (isa.name(), mode.name());
+                    println!(
+                        "| {name} | {compute} | {threads} | {m} | {k} | {n} | {rate:.1} | \
+                         {per_cpu:.1} |"
+                    );
                 }
             }
         }

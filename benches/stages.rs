@@ -14,7 +14,7 @@
 use std::hint::black_box;
 
 use minilm_fast::stage_timing::{self, Stage};
-use minilm_fast::{IdsView, SentenceEncoder, TokenBatch};
+use minilm_fast::{Compute, IdsView, SentenceEncoder, TokenBatch};
 use ndarray::Array2;
 
 const CLS: i64 = 101;
@@ -123,7 +123,18 @@ fn main() {
     };
     let quick = std::env::args().any(|a| a == "--quick");
     let target_cpu_s = if quick { 1.0 } else { 6.0 };
-    let encoder = match SentenceEncoder::load(std::path::Path::new(&dir), Some(1)) {
+    // MINILM_FAST_COMPUTE=int8 (or bfloat16, auto) times a reduced-precision mode.
+    let request = std::env::var("MINILM_FAST_COMPUTE").unwrap_or_else(|_| "float32".into());
+    let compute = match Compute::resolve(&request) {
+        Ok(compute) => compute,
+        Err(e) => {
+            eprintln!("MINILM_FAST_COMPUTE: {e}");
+            std::process::exit(2);
+        }
+    };
+    eprintln!("compute: {}", compute.name());
+    let loaded = SentenceEncoder::load_with_compute(std::path::Path::new(&dir), Some(1), compute);
+    let encoder = match loaded {
         Ok(encoder) => encoder,
         Err(e) => {
             eprintln!("loading the model from {}: {e}", dir.to_string_lossy());
