@@ -3,14 +3,17 @@
 //! the context. Q, K and V are read in place from the fused QKV projection; K and V are packed
 //! per head into GEMM panels (a few KB), the score matrix lives in a per-thread scratch buffer.
 //! Sequences of up to 32 tokens, most sentences, take a kernel made for them
-//! (`kernels::short_attention`) instead of the two GEMMs.
+//! (`kernels::short_attention`, float32 in registers) instead of the two GEMMs. In bfloat16
+//! mode the two GEMMs of longer sequences run in bf16 (`kernels::gemm_bf16`), like the linear
+//! layers; int8 mode keeps attention in float32.
 
 use std::cell::RefCell;
 
 use rayon::prelude::*;
 
 use crate::kernels::gemm::{self, Epilogue, PackedB};
-use crate::kernels::{short_attention, vecmath, Isa};
+use crate::kernels::gemm_bf16::{self, PackedBf16};
+use crate::kernels::{short_attention, vecmath, Bf16Dot, Isa};
 use crate::packing::PackedTokens;
 
 /// Buffers one attention task needs, kept per worker thread and reused across tasks.
@@ -21,6 +24,9 @@ struct Scratch {
     values: PackedB,
     /// Kᵀ of one head, for `short_attention`.
     keys_t: Vec<f32>,
+    /// K and V of one head in bf16, for bfloat16 mode.
+    keys_bf16: PackedBf16,
+    values_bf16: PackedBf16,
 }
 
 thread_local! {
@@ -28,9 +34,10 @@ thread_local! {
 }
 
 /// `qkv`: [tokens, 3 * hidden] (Q | K | V, heads side by side in each); `context`: [tokens,
-/// hidden], every element overwritten.
+/// hidden], every element overwritten. `bf16`: run the GEMMs of long sequences in bf16.
 pub fn self_attention(
     isa: Isa,
+    bf16: Option<Bf16Dot>,
     tokens: &PackedTokens,
     qkv: &[f32],
     heads: usize,
@@ -63,6 +70,8 @@ pub fn self_attention(
                     keys: PackedB::empty(isa, head_dim, 1),
                     values: PackedB::empty(isa, 1, head_dim),
                     keys_t: Vec::new(),
+                    keys_bf16: PackedBf16::empty(),
+                    values_bf16: PackedBf16::empty(),
                 });
             }
             let Some(scratch) = slot.as_mut() else { return };
@@ -102,6 +111,32 @@ pub fn self_attention(
                     continue;
                 }
                 let scores = &mut scratch.scores[..n * n];
+                if let Some(dot) = bf16 {
+                    scratch.keys_bf16.refill_transposed(k, head_dim, n, row);
+                    let keys = &scratch.keys_bf16;
+                    gemm_bf16::matmul(dot, isa, q, row, n, keys, scores, n, Epilogue::None, false);
+                    for scores_row in scores.chunks_exact_mut(n) {
+                        vecmath::softmax_scaled(isa, scores_row, scale);
+                    }
+                    scratch.values_bf16.refill_rows(v, n, head_dim, row);
+                    let values = &scratch.values_bf16;
+                    // SAFETY: `out` is this task's block of `context`, as said above.
+                    unsafe {
+                        gemm_bf16::matmul_to(
+                            dot,
+                            isa,
+                            scores,
+                            n,
+                            n,
+                            values,
+                            out,
+                            hidden,
+                            Epilogue::None,
+                            false,
+                        );
+                    }
+                    continue;
+                }
                 scratch.keys.refill_transposed(k, head_dim, n, row);
                 gemm::matmul(
                     isa,

@@ -18,7 +18,7 @@ use crate::batch::TokenBatch;
 use crate::compute::Compute;
 use crate::config::{Activation, BertConfig};
 use crate::error::Result;
-use crate::kernels::{vecmath, Isa};
+use crate::kernels::{vecmath, Bf16Dot, Isa};
 use crate::linear::{dense, Finish, Linear};
 use crate::memory;
 use crate::packing::PackedTokens;
@@ -330,6 +330,10 @@ impl BertModel {
             self.embeddings.forward(self.isa, tokens, &mut ws.hidden)
         });
         let activation: Activation = self.config.activation;
+        let attention_bf16 = match self.compute {
+            Compute::BFloat16 => Bf16Dot::detected(),
+            Compute::Float32 | Compute::Int8 => None,
+        };
         for layer in &self.layers {
             timed(Stage::Qkv, || {
                 layer.qkv.forward(&ws.hidden, n, &mut ws.qkv, Finish::Bias)
@@ -337,6 +341,7 @@ impl BertModel {
             timed(Stage::Attention, || {
                 self_attention(
                     self.isa,
+                    attention_bf16,
                     tokens,
                     &ws.qkv,
                     self.config.num_heads,

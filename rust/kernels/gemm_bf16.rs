@@ -47,18 +47,55 @@ pub struct PackedBf16 {
 impl PackedBf16 {
     /// Rounds and packs the transpose of `wt` (row-major `N × K`: a PyTorch Linear weight).
     pub fn from_transposed(wt: &[f32], k: usize, n: usize) -> PackedBf16 {
-        assert!(wt.len() >= n * k);
-        let k2 = k.div_ceil(2) * 2;
-        let panels = n.div_ceil(NR);
-        let mut data = vec![0u16; panels * k2 * NR];
+        let mut packed = PackedBf16::empty();
+        packed.refill_transposed(wt, k, n, k);
+        packed
+    }
+
+    /// An unfilled buffer, to be refilled per attention head.
+    pub fn empty() -> PackedBf16 {
+        PackedBf16 {
+            k: 0,
+            n: 0,
+            k2: 0,
+            data: Vec::new(),
+        }
+    }
+
+    /// Repacks from the transpose of a row-major `N × K` source with row stride `ldbt` (a
+    /// weight, or one head's keys); no allocation when it fits.
+    pub fn refill_transposed(&mut self, bt: &[f32], k: usize, n: usize, ldbt: usize) {
+        self.reshape(k, n);
         for j in 0..n {
             let (panel, column) = (j / NR, j % NR);
-            let base = panel * k2 * NR;
-            for (kk, &w) in wt[j * k..(j + 1) * k].iter().enumerate() {
-                data[base + (kk / 2) * 2 * NR + column * 2 + kk % 2] = to_bf16(w);
+            let base = panel * self.k2 * NR + column * 2;
+            for (kk, &w) in bt[j * ldbt..j * ldbt + k].iter().enumerate() {
+                self.data[base + (kk / 2) * 2 * NR + kk % 2] = to_bf16(w);
             }
         }
-        PackedBf16 { k, n, k2, data }
+    }
+
+    /// Repacks from a row-major `K × N` source with row stride `ldb` (one head's values); no
+    /// allocation when it fits.
+    pub fn refill_rows(&mut self, b: &[f32], k: usize, n: usize, ldb: usize) {
+        self.reshape(k, n);
+        for kk in 0..k {
+            for (j, &v) in b[kk * ldb..kk * ldb + n].iter().enumerate() {
+                let (panel, column) = (j / NR, j % NR);
+                let at = panel * self.k2 * NR + (kk / 2) * 2 * NR + column * 2 + kk % 2;
+                self.data[at] = to_bf16(v);
+            }
+        }
+    }
+
+    /// Sizes the buffer for `K × N`, zeroed so the padding (odd K, N past a panel) is zero.
+    fn reshape(&mut self, k: usize, n: usize) {
+        self.k = k;
+        self.n = n;
+        self.k2 = k.div_ceil(2) * 2;
+        let needed = n.div_ceil(NR) * self.k2 * NR;
+        self.data.clear();
+        self.data.resize(needed, 0);
     }
 
     pub fn k(&self) -> usize {
@@ -100,12 +137,51 @@ pub fn matmul(
     epilogue: Epilogue,
     parallel: bool,
 ) {
+    if m == 0 || b.n == 0 {
+        return;
+    }
+    assert!(ldc >= b.n && c.len() >= (m - 1) * ldc + b.n);
+    // SAFETY: `c` is an exclusive borrow covering every element written (asserted above).
+    unsafe {
+        matmul_to(
+            dot,
+            isa,
+            a,
+            lda,
+            m,
+            b,
+            c.as_mut_ptr(),
+            ldc,
+            epilogue,
+            parallel,
+        )
+    }
+}
+
+/// `matmul` writing through a raw pointer, for attention heads, which write disjoint column
+/// ranges of the same rows.
+///
+/// # Safety
+/// `c` must point at `m` rows of `b.n()` writable floats with row stride `ldc >= b.n()`, and
+/// no one else may access those elements during the call.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn matmul_to(
+    dot: Bf16Dot,
+    isa: Isa,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &PackedBf16,
+    c: *mut f32,
+    ldc: usize,
+    epilogue: Epilogue,
+    parallel: bool,
+) {
     let (k, n, k2) = (b.k, b.n, b.k2);
     if m == 0 || n == 0 {
         return;
     }
-    assert!(lda >= k && a.len() >= (m - 1) * lda + k);
-    assert!(ldc >= n && c.len() >= (m - 1) * ldc + n);
+    assert!(lda >= k && a.len() >= (m - 1) * lda + k && ldc >= n);
     gemm::check_epilogue(&epilogue, m, n);
     let body = |rows: Range<usize>, panels: Range<usize>, c: *mut f32| {
         CONVERTED_ROWS.with(|cell| {
@@ -142,22 +218,9 @@ pub fn matmul(
             }
         })
     };
-    // SAFETY: `c` is an exclusive borrow covering every element written (asserted above);
-    // `body` writes only its task's rectangle.
-    unsafe {
-        gemm::run_tasks(
-            isa,
-            m,
-            n,
-            MR,
-            NR,
-            c.as_mut_ptr(),
-            ldc,
-            &epilogue,
-            parallel,
-            body,
-        )
-    }
+    // SAFETY: forwarded from the caller (C covers m rows × n columns, ours alone); `body`
+    // writes only its task's rectangle.
+    unsafe { gemm::run_tasks(isa, m, n, MR, NR, c, ldc, &epilogue, parallel, body) }
 }
 
 /// Rounds one row of A to bf16 into `out`, zero-padded past `x.len()`.
@@ -273,5 +336,17 @@ mod tests {
             }
             assert!(out[len..].iter().all(|&b| b == 0));
         }
+    }
+
+    #[test]
+    fn row_and_transposed_packings_agree_and_refills_reuse_the_buffer() {
+        let (k, n) = (37, 45);
+        let b = data(k * n, 7); // row-major K × N
+        let bt: Vec<f32> = (0..n * k).map(|idx| b[(idx % k) * n + idx / k]).collect();
+        let from_bt = PackedBf16::from_transposed(&bt, k, n);
+        let mut refilled = PackedBf16::from_transposed(&data(64 * 64, 8), 64, 64);
+        refilled.refill_rows(&b, k, n, n);
+        assert_eq!((refilled.k(), refilled.n()), (k, n));
+        assert_eq!(refilled.data, from_bt.data);
     }
 }
