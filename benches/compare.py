@@ -1,5 +1,8 @@
 """Side by side on this CPU: minilm_fast against ONNX Runtime, OpenVINO, CTranslate2 and
 sentence-transformers, in one run, same threads, same texts, engines alternating.
+minilm_fast's bfloat16 and int8 modes (``Encoder(compute=...)``) run as engines of their own,
+``minilm_fast-bf16`` and ``minilm_fast-int8``, as CTranslate2's int8 mode does
+(``ctranslate2-int8``).
 
     make peers                       # once: the peers' venv and model files (.cache/peers)
     python benches/compare.py --threads 2 --texts ../shared/data/stsb_dev.tsv
@@ -14,7 +17,11 @@ over rounds. Peak RSS comes from separate fresh processes, one per engine and wo
 load the engine and run that workload once (nothing else in the process).
 
 Before measuring, every engine embeds the same check texts; a float32 engine whose vectors are
-not within cosine 0.9999 of sentence-transformers' (or minilm_fast's, without it) stops the run.
+not within cosine 0.9999 of sentence-transformers' and minilm_fast float32's stops the run
+(bf16: 0.999, int8: 0.98). Then every engine embeds all the short texts (the whole file, also
+with ``--quick``) for the quality columns: mean and min cosine to minilm_fast float32's vectors
+and, when ``--texts`` is STS-B's TSV, Spearman x 100 of gold score against the pair's cosine.
+When minilm_fast float32 is not among ``--engines``, a worker of its own gives its vectors.
 
 Workloads (texts in benches/peers/workloads.py; one tokenizer, truncation 256, length-sorted
 batches of ``--batch-size`` padded to their longest text, mean pooling + normalisation):
@@ -61,8 +68,8 @@ from peers.pipeline import load_tokenizer  # noqa: E402
 
 DEFAULT_PEERS_DIR = REPO_ROOT / ".cache" / "peers"
 DEFAULT_PEERS_PYTHON = DEFAULT_PEERS_DIR / "venv" / "bin" / "python"
-FP32_MIN_COSINE = 0.9999
-INT8_MIN_COSINE = 0.98
+# Check texts: the lowest cosine to the reference engines each precision may give.
+MIN_COSINE = {"fp32": 0.9999, "bf16": 0.999, "int8": 0.98}
 
 
 class WorkerError(RuntimeError):
@@ -115,6 +122,13 @@ class Worker:
             encoding="utf-8",
         )
         self.ready = self._read()
+        wanted = engine_specs.MINILM_FAST_COMPUTE.get(key)
+        if wanted is not None and self.ready.get("compute") != wanted:
+            self.close()
+            raise WorkerError(
+                f"{key}: asked for compute={wanted!r}, "
+                f"the worker runs {self.ready.get('compute')!r}"
+            )
 
     def _read(self) -> dict[str, Any]:
         assert self.proc.stdout is not None
@@ -215,6 +229,23 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray((a * b).sum(axis=1), dtype=np.float64)
 
 
+def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Spearman's rank correlation, ties ranked by their mean rank (as scipy.stats.spearmanr)."""
+
+    def ranks(x: np.ndarray) -> np.ndarray:
+        order = np.argsort(x, kind="stable")
+        xs = x[order]
+        starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
+        ends = np.r_[starts[1:], len(xs)]
+        out = np.empty(len(x), dtype=np.float64)
+        out[order] = np.repeat((starts + ends - 1) / 2.0, ends - starts)
+        return out
+
+    ra = ranks(np.asarray(a, dtype=np.float64))
+    rb = ranks(np.asarray(b, dtype=np.float64))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
 def decode(answer: dict[str, Any]) -> np.ndarray:
     raw = base64.b64decode(answer["b64"])
     return np.frombuffer(raw, dtype="<f4").reshape(answer["shape"])
@@ -284,6 +315,7 @@ def probe(
         loads, imports, rss_load = [], [], []
         peaks: dict[str, float] = {}
         versions: dict[str, str] = {}
+        compute: str | None = None
         for wl in ("query", "short", "long")[: 3 if s.rss else 1]:
             print(f"  {key}: fresh process, {wl} ...", flush=True)
             try:
@@ -303,6 +335,7 @@ def probe(
                 imports.append(w.ready["import_s"])
                 rss_load.append(w.ready.get("rss_mb", float("nan")))
                 versions = w.ready["versions"]
+                compute = w.ready.get("compute")
                 if wl == "query":
                     w.call(op="latency", texts=workloads.QUERIES, calls=50)
                 else:
@@ -319,6 +352,7 @@ def probe(
             "rss_load_mb": statistics.median(rss_load),
             "peak_mb": peaks,
             "versions": versions,
+            "compute": compute,
             "python": pythons[key],
         }
     return info, skipped
@@ -357,25 +391,30 @@ def thread_checks(
     return cpu_use, scaling
 
 
-def verify(workers: dict[str, Worker]) -> dict[str, dict[str, float]]:
-    """Every engine's vectors for VERIFY_TEXTS against the reference engines'; fail loudly."""
-    vectors = {
-        key: decode(w.call(op="embed", texts=workloads.VERIFY_TEXTS, batch_size=32))
-        for key, w in workers.items()
-    }
-    refs = [k for k in ("sentence-transformers", "minilm_fast") if k in vectors]
+def verify(workers: dict[str, Worker], reference: Worker | None) -> dict[str, dict[str, float]]:
+    """Every engine's vectors for VERIFY_TEXTS against the reference engines' (sentence-
+    transformers, minilm_fast float32: `reference`, an engine or a worker of its own); fail
+    loudly."""
+
+    def embed(w: Worker) -> np.ndarray:
+        return decode(w.call(op="embed", texts=workloads.VERIFY_TEXTS, batch_size=32))
+
+    vectors = {key: embed(w) for key, w in workers.items()}
+    refs = {k: vectors[k] for k in ("sentence-transformers",) if k in vectors}
+    if reference is not None:
+        refs["minilm_fast"] = (
+            vectors["minilm_fast"] if "minilm_fast" in vectors else embed(reference)
+        )
     result: dict[str, dict[str, float]] = {}
     failures = []
     for key, got in vectors.items():
         result[key] = {}
-        for ref in refs:
+        floor = MIN_COSINE[engine_specs.SPECS[key].precision]
+        for ref, expected in refs.items():
             if ref == key:
                 continue
-            worst = float(cosines(got, vectors[ref]).min())
+            worst = float(cosines(got, expected).min())
             result[key][ref] = worst
-            floor = (
-                FP32_MIN_COSINE if engine_specs.SPECS[key].precision == "fp32" else INT8_MIN_COSINE
-            )
             if worst < floor:
                 failures.append(f"{key} vs {ref}: min cosine {worst:.6f} < {floor}")
     for key, cos in result.items():
@@ -385,6 +424,44 @@ def verify(workers: dict[str, Worker]) -> dict[str, dict[str, float]]:
         raise SystemExit(
             "engines disagree, numbers would be meaningless:\n  " + "\n  ".join(failures)
         )
+    return result
+
+
+def quality(
+    workers: dict[str, Worker],
+    texts: list[str],
+    gold: list[float] | None,
+    reference: Worker | None,
+) -> dict[str, dict[str, float]]:
+    """Every engine's vectors for `texts` (the short workload's whole file) against those of
+    `reference` (minilm_fast float32): mean and min cosine over the texts; with STS-B's gold
+    scores (pair i = texts i and n + i), Spearman x 100 of gold score against the pair's cosine.
+    The reference's own figures are under the key "reference"."""
+
+    def scores(vectors: np.ndarray, ref: np.ndarray | None) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if gold is not None:
+            n = len(gold)
+            out["spearman"] = 100 * spearman(gold, cosines(vectors[:n], vectors[n : 2 * n]))
+        if ref is not None:
+            cos = cosines(vectors, ref)
+            out["mean_cos"], out["min_cos"] = float(cos.mean()), float(cos.min())
+        return out
+
+    def embed(w: Worker) -> np.ndarray:
+        return decode(w.call(op="embed", texts=texts, batch_size=32))
+
+    ref = embed(reference) if reference is not None else None
+    result = {"reference": scores(ref, ref)} if ref is not None else {}
+    for key, w in workers.items():
+        result[key] = scores(ref if w is reference and ref is not None else embed(w), ref)
+    for key, q in result.items():
+        shown = ", ".join(
+            f"{name} {q[name]:.{d}f}"
+            for name, d in (("spearman", 2), ("mean_cos", 6), ("min_cos", 6))
+            if name in q
+        )
+        print(f"  {key:<22} {shown or '(no reference, no gold scores)'}")
     return result
 
 
@@ -546,8 +623,10 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     tok = load_tokenizer(args.model_dir)
+    gold: list[float] | None = None
     if args.texts is not None:
         sentences = workloads.read_texts(args.texts)
+        gold = workloads.stsb_scores(args.texts)
         short_desc = f"{args.texts.name}, {len(sentences)} texts"
     else:
         sentences = workloads.generate_sentences(3000)
@@ -627,18 +706,42 @@ def main(argv: list[str] | None = None) -> int:
 
     print("measuring in persistent workers, engines alternating:")
     workers: dict[str, Worker] = {}
+    reference: Worker | None = None
     noise = Noise()
     try:
         for key in keys:
             workers[key] = Worker(
                 key, pythons[key], args.model_dir, args.peers_dir, s.threads, logs / f"{key}.log"
             )
+        reference = workers.get("minilm_fast")
+        if reference is None:  # minilm_fast float32's vectors, the reference, are still wanted
+            try:
+                reference = Worker(
+                    "minilm_fast",
+                    sys.executable,
+                    args.model_dir,
+                    args.peers_dir,
+                    s.threads,
+                    logs / "minilm_fast-reference.log",
+                )
+            except WorkerError as exc:
+                notes.append(f"no cosines to minilm_fast float32: {str(exc).splitlines()[0]}")
+                print(f"  note: {notes[-1]}")
         print("verify: the same check texts through every engine")
-        verification = verify(workers)
+        verification = verify(workers, reference)
+        print(
+            f"quality: {len(sentences)} short texts through every engine"
+            + (f", Spearman on {len(gold)} STS-B pairs" if gold else "")
+        )
+        scores = quality(workers, sentences, gold, reference)
+        if reference is not None and "minilm_fast" not in workers:
+            reference.close()
         measured = measure(workers, texts, sweep_texts, s, noise)
     finally:
         for w in workers.values():
             w.close()
+        if reference is not None and "minilm_fast" not in workers:
+            reference.close()  # again, if the run stopped before the first close
 
     results = {
         "meta": {**meta, "seconds": time.perf_counter() - t_start, "notes": notes},
@@ -653,6 +756,15 @@ def main(argv: list[str] | None = None) -> int:
             for k in keys
         },
         "verification": verification,
+        "quality": {
+            "texts": len(sentences),
+            "desc": short_desc,
+            "pairs": len(gold) if gold else 0,
+            "reference": "minilm_fast float32" if reference is not None else None,
+            "reference_scores": scores.pop("reference", {}),
+            "engines": scores,
+        },
+        "skipped": skipped,
         "threads1_cpu_use": t1,
         "thread_scaling": scaling,
         "noise": {

@@ -14,11 +14,13 @@ only in the forward pass. Their model files come from ``scripts/prepare_peers.py
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -29,7 +31,7 @@ from .pipeline import Pipeline
 class Spec:
     key: str
     label: str  # what the tables call it
-    precision: str  # "fp32" or "int8": ratios are taken against the best fp32 peer only
+    precision: str  # "fp32", "bf16" or "int8": ratios are taken against the best fp32 peer only
     interpreter: str  # "self": the driver's Python (minilm_fast's venv); "peers": the peers venv
     how: str  # one line for the docs: what exactly runs
     env: dict[str, str] = field(default_factory=dict)  # set in the worker before any import
@@ -89,7 +91,30 @@ SPECS: dict[str, Spec] = {
             "intra_threads=N).forward_batch",
             # The default (oneDNN s8 GEMM) is the fast one for int8: MKL's is ~4x slower here.
         ),
+        Spec(
+            "minilm_fast-bf16",
+            "minilm_fast bf16",
+            "bf16",
+            "self",
+            "minilm_fast.Encoder(model_dir, threads=N, compute='bfloat16')"
+            ".encode(texts, batch_size=32)",
+        ),
+        Spec(
+            "minilm_fast-int8",
+            "minilm_fast int8",
+            "int8",
+            "self",
+            "minilm_fast.Encoder(model_dir, threads=N, compute='int8')"
+            ".encode(texts, batch_size=32)",
+        ),
     )
+}
+
+# minilm_fast's engines: key -> the ``compute=`` mode its Encoder is built with.
+MINILM_FAST_COMPUTE: dict[str, Literal["float32", "bfloat16", "int8"]] = {
+    "minilm_fast": "float32",
+    "minilm_fast-bf16": "bfloat16",
+    "minilm_fast-int8": "int8",
 }
 
 # Where scripts/prepare_peers.py puts each peer's files, relative to the peers folder.
@@ -107,6 +132,7 @@ class Engine:
     encode: Callable[[Sequence[str], int], np.ndarray]
     encode_one: Callable[[str], np.ndarray]
     versions: dict[str, str] = field(default_factory=dict)
+    compute: str | None = None  # minilm_fast's engines: what its Encoder says it runs
 
 
 def version(dist: str) -> str:
@@ -129,7 +155,7 @@ def peer_path(key: str, peers_dir: Path) -> Path:
 def load(key: str, model_dir: Path, peers_dir: Path, threads: int) -> Engine:
     """The engine ``key`` of ``SPECS``, loaded and ready for its first text."""
     loaders: dict[str, Callable[[Path, Path, int], Engine]] = {
-        "minilm_fast": _minilm_fast,
+        **{k: functools.partial(_minilm_fast, key=k) for k in MINILM_FAST_COMPUTE},
         "onnxruntime": _onnxruntime,
         "openvino": _openvino,
         "ctranslate2": lambda m, p, t: _ctranslate2(m, p, t, "ctranslate2", "float32"),
@@ -155,15 +181,24 @@ def _pipeline_engine(
     return Engine(key, encode, encode_one)
 
 
-def _minilm_fast(model_dir: Path, peers_dir: Path, threads: int) -> Engine:
+def _minilm_fast(model_dir: Path, peers_dir: Path, threads: int, key: str) -> Engine:
     from minilm_fast import Encoder
 
-    enc = Encoder(model_dir, threads=threads)
+    compute = MINILM_FAST_COMPUTE[key]
+    # On a CPU without the mode's instructions Encoder warns and computes in float32: that
+    # would measure float32 under another name, so the worker stops instead.
+    enc = Encoder(model_dir, threads=threads, compute=compute)
+    if enc.compute != compute:
+        raise RuntimeError(
+            f"{key}: asked for compute={compute!r}, but Encoder.compute is {enc.compute!r} "
+            "(a CPU without the mode's instructions falls back to float32)"
+        )
     return Engine(
-        "minilm_fast",
+        key,
         lambda texts, bs: enc.encode(list(texts), batch_size=bs),
         lambda text: enc.encode(text),
         {"minilm_fast": version("minilm-fast")},
+        compute=enc.compute,
     )
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .engines import MINILM_FAST_COMPUTE, SPECS
+
 BENCHES = Path(__file__).resolve().parent.parent
 
 
@@ -61,7 +63,7 @@ def best_fp32_peer(results: dict[str, Any], values: dict[str, float], higher: bo
 def _engine_label(results: dict[str, Any], key: str) -> str:
     e = results["engines"][key]
     label = str(e["label"])
-    if key == "minilm_fast":
+    if key in MINILM_FAST_COMPUTE:
         label = f"**{label}**"
     return label
 
@@ -192,6 +194,157 @@ def targets(results: dict[str, Any]) -> list[str]:
     ]
 
 
+# The quantized-compute issue's targets. Speed: (engine, workload, comparator, bound), where
+# the comparator "fp32" is the workload's best fp32 peer; texts/s ratios must reach the bound,
+# the one-query median's ratio must stay at or under it. Quality: (engine, largest STS-B
+# Spearman difference to minilm_fast float32 in points, least mean cosine to its vectors).
+QUANTIZED_SPEED = [
+    ("minilm_fast-int8", "short", "fp32", 2.0),
+    ("minilm_fast-int8", "short", "ctranslate2-int8", 1.2),
+    ("minilm_fast-int8", "long", "fp32", 1.8),
+    ("minilm_fast-int8", "query", "fp32", 0.5),
+    ("minilm_fast-bf16", "long", "fp32", 1.5),
+]
+QUANTIZED_QUALITY = [("minilm_fast-int8", 0.15, 0.995), ("minilm_fast-bf16", 0.05, 0.999)]
+
+
+def _speeds(results: dict[str, Any], wl: str) -> dict[str, float]:
+    """Texts/s (short, long) or median ms (query) of each engine."""
+    if wl == "query":
+        return {k: _median(v["ms"]) for k, v in results["latency"].items()}
+    return {k: _median(v["sps"]) for k, v in results["throughput"][wl].items()}
+
+
+def _speed_row(results: dict[str, Any], key: str, wl: str, other: str, bound: float) -> str:
+    mode = SPECS[key].precision
+    values = _speeds(results, wl)
+    if other == "fp32":
+        against = "best fp32 peer"
+        peer = best_fp32_peer(results, values, higher=wl != "query")
+    else:
+        against, peer = SPECS[other].label, other if other in values else None
+    if wl == "query":
+        goal = f"{mode}: one query, median ≤ {bound:.2f}× {against}'s"
+    else:
+        goal = f"{mode}: {wl} texts ≥ {bound:.2f}× {against}"
+    if peer is None or key not in values:
+        return _target_row(goal, f"not measured: no {against} in this run", None)
+    ratio = values[key] / values[peer]
+    unit = "ms" if wl == "query" else "texts/s"
+    digits = 2 if wl == "query" else 1
+    shown = (
+        f"{ratio:.2f}× ({values[key]:.{digits}f} vs {values[peer]:.{digits}f} {unit}, "
+        f"{results['engines'][peer]['label']})"
+    )
+    return _target_row(goal, shown, ratio <= bound if wl == "query" else ratio >= bound)
+
+
+def _quality_rows(results: dict[str, Any], key: str, max_diff: float, min_mean: float) -> list[str]:
+    mode = SPECS[key].precision
+    quality = results.get("quality") or {}
+    mine = (quality.get("engines") or {}).get(key, {})
+    ref = quality.get("reference_scores") or {}
+    goal = f"{mode}: STS-B Spearman within {max_diff:.2f} points of float32"
+    if "spearman" in mine and "spearman" in ref:
+        diff = mine["spearman"] - ref["spearman"]
+        shown = f"{mine['spearman']:.2f} vs {ref['spearman']:.2f} ({diff:+.2f})"
+        rows = [_target_row(goal, shown, abs(diff) <= max_diff)]
+    else:
+        why = "no minilm_fast float32 vectors" if "spearman" in mine else "--texts is not STS-B"
+        rows = [_target_row(goal, f"not measured: {why}", None)]
+    goal = f"{mode}: mean cosine to float32 ≥ {min_mean}"
+    if "mean_cos" in mine:
+        shown = f"{mine['mean_cos']:.5f} (min {mine['min_cos']:.5f})"
+        rows.append(_target_row(goal, shown, mine["mean_cos"] >= min_mean))
+    else:
+        rows.append(_target_row(goal, "not measured: no minilm_fast float32 vectors", None))
+    return rows
+
+
+def quantized_targets(results: dict[str, Any]) -> list[str]:
+    """The quantized-compute issue's targets for minilm_fast's int8 and bf16 engines, each with
+    what this run measured; a mode that was asked for but could not run says why."""
+    skipped = results.get("skipped") or {}
+    rows = []
+    for key in ("minilm_fast-int8", "minilm_fast-bf16"):
+        if key in skipped:
+            why = skipped[key].splitlines()[0]
+            rows.append(
+                _target_row(f"{SPECS[key].precision}: every target", f"not run: {why}", None)
+            )
+        elif key in results["engines"]:
+            rows += [_speed_row(results, *t) for t in QUANTIZED_SPEED if t[0] == key]
+            rows += [
+                r for t in QUANTIZED_QUALITY if t[0] == key for r in _quality_rows(results, *t)
+            ]
+    if not rows:
+        return []
+    texts = (results.get("quality") or {}).get("texts", 0)
+    return [
+        "",
+        "## Targets of the quantized-compute issue",
+        "",
+        "minilm_fast's `compute='int8'` and `compute='bfloat16'` engines against this run's fp32 "
+        f"peers, CTranslate2 int8 and minilm_fast float32 (quality over {texts} short texts, "
+        "see [Quality](#quality)).",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        *rows,
+    ]
+
+
+def quality_table(results: dict[str, Any]) -> list[str]:
+    """STS-B Spearman and cosine to minilm_fast float32, per engine."""
+    quality = results.get("quality") or {}
+    scores = quality.get("engines") or {}
+    if not scores:
+        return []
+    ref = quality.get("reference_scores") or {}
+    has_gold = bool(quality.get("pairs"))
+    reference = quality.get("reference")
+    intro = f"Every engine embeds the short texts' whole file ({quality['desc']}), batches of 32."
+    if has_gold:
+        intro += (
+            f" STS-B: Spearman × 100 between the {quality['pairs']} pairs' gold scores and the "
+            "cosine of their two vectors."
+        )
+    if reference:
+        intro += (
+            f" Cosine to {reference}: each text's vector against minilm_fast float32's for the "
+            "same text, mean and min over the texts."
+        )
+    else:
+        intro += " No minilm_fast float32 vectors in this run: no cosine columns."
+    lines = [
+        "",
+        "## Quality",
+        "",
+        intro,
+        "",
+        "| engine | precision | STS-B Spearman | vs float32 | cosine to float32: mean | min |",
+        "|---|---|---|---|---|---|",
+    ]
+    for k in results["engines"]:
+        q = scores.get(k, {})
+        if "spearman" in q:
+            rho = f"{q['spearman']:.2f}"
+            diff = f"{q['spearman'] - ref['spearman']:+.2f}" if "spearman" in ref else "–"
+        else:
+            rho = diff = "–"
+        if k == "minilm_fast" and reference:
+            diff = "(reference)"
+        mean = f"{q['mean_cos']:.6f}" if "mean_cos" in q else "–"
+        low = f"{q['min_cos']:.6f}" if "min_cos" in q else "–"
+        lines.append(
+            f"| {_engine_label(results, k)} | {results['engines'][k]['precision']} | {rho} | "
+            f"{diff} | {mean} | {low} |"
+        )
+    if not has_gold:
+        lines += ["", "No STS-B gold scores (`--texts stsb_dev.tsv` gives them): no Spearman."]
+    return lines
+
+
 def markdown(results: dict[str, Any], chart: str | None) -> str:
     meta = results["meta"]
     work = results["workloads"]
@@ -235,6 +388,7 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
             )
 
     lines += targets(results)
+    lines += quantized_targets(results)
     lines += [
         "",
         "## Engines",
@@ -244,10 +398,12 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
     ]
     for k in keys:
         e = results["engines"][k]
+        precision = e["precision"] + (f" (`compute='{e['compute']}'`)" if e.get("compute") else "")
         lines.append(
-            f"| {_engine_label(results, k)} | {_version(results, k)} | {e['precision']} | "
+            f"| {_engine_label(results, k)} | {_version(results, k)} | {precision} | "
             f"{e['import_s']:.2f} s | {e['load_s']:.2f} s | {e['rss_load_mb']:.0f} MB |"
         )
+    lines += quality_table(results)
 
     for wl in ("short", "long"):
         data = results["throughput"][wl]
@@ -376,7 +532,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
                 sizes,
                 ys,
                 marker="o",
-                linewidth=2.6 if k == "minilm_fast" else 1.4,
+                linewidth=2.6 if k in MINILM_FAST_COMPUTE else 1.4,
                 linestyle="--" if e["precision"] != "fp32" else "-",
                 label=e["label"],
             )

@@ -7,8 +7,10 @@ one command at a time, so exactly one engine computes while the others wait on a
 
     python -m peers.worker --engine KEY --model-dir DIR --peers-dir DIR --threads N
 
-The first line written is ``{"ready": ...}`` (import and load timings, memory, versions) or
-``{"error": ...}``. Then one JSON command per input line, one JSON answer per output line:
+The first line written is ``{"ready": ...}`` (import and load timings, memory, versions; for
+minilm_fast's engines the ``compute`` its Encoder runs, which loading has checked against the
+mode the engine asks for) or ``{"error": ...}``. Then one JSON command per input line, one JSON
+answer per output line:
 
 - ``{"op": "set", "name": NAME, "texts": [...]}``: keep a workload;
 - ``{"op": "run", "name": NAME, "batch_size": B, "limit": L}``: ``encode(texts[:L], B)`` once
@@ -40,6 +42,8 @@ from typing import Any, TextIO
 # What each engine imports before it loads; timed apart from loading.
 IMPORTS = {
     "minilm_fast": ["minilm_fast"],
+    "minilm_fast-bf16": ["minilm_fast"],
+    "minilm_fast-int8": ["minilm_fast"],
     "onnxruntime": ["onnxruntime"],
     "openvino": ["openvino"],
     "ctranslate2": ["ctranslate2"],
@@ -107,6 +111,7 @@ def main() -> int:
             "import_s": imported - start,
             "load_s": loaded - imported,
             "versions": engine.versions,
+            "compute": engine.compute,
             "python": sys.executable,
             **memory_mb(),
         }

@@ -2,7 +2,8 @@
 
 - ``short``: the 3,000 sentences of the STS-B dev split when ``--texts stsb_dev.tsv`` is given
   (``score<TAB>sentence1<TAB>sentence2``; a file of one text per line works too), otherwise
-  3,000 STS-B-like sentences from :func:`generate_sentences` (5-40 word pieces, seeded).
+  3,000 STS-B-like sentences from :func:`generate_sentences` (5-40 word pieces, seeded). With
+  STS-B, :func:`stsb_scores` gives the pairs' gold scores for the quality columns.
 - ``long``: documents of consecutive sentences, each at least 300 word pieces, so every engine
   truncates all of them at 256.
 - ``query``: one short query (~10 word pieces) at a time, cycling through :data:`QUERIES`.
@@ -95,17 +96,35 @@ def generate_sentences(n: int, seed: int = 0) -> list[str]:
     return out
 
 
+def _stsb_rows(lines: list[str]) -> list[list[str]] | None:
+    rows = list(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return rows if rows and all(len(r) == 3 for r in rows) else None
+
+
 def read_texts(path: Path) -> list[str]:
     """STS-B ``score<TAB>s1<TAB>s2`` lines give s1 then s2 of each pair, file order (the order of
     stsb_dev_reference.npy); other files give one text per non-empty line."""
     lines = path.read_text(encoding="utf-8").splitlines()
-    rows = list(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
-    if rows and all(len(r) == 3 for r in rows):
+    rows = _stsb_rows(lines)
+    if rows is not None:
         return [r[1] for r in rows] + [r[2] for r in rows]
     texts = [line for line in lines if line.strip()]
     if not texts:
         raise SystemExit(f"{path}: no texts")
     return texts
+
+
+def stsb_scores(path: Path) -> list[float] | None:
+    """The gold similarity of each pair when ``path`` is STS-B's ``score<TAB>s1<TAB>s2`` (first
+    column a number), else None. Pair ``i`` is texts ``i`` and ``n + i`` of :func:`read_texts`
+    (``n`` pairs)."""
+    rows = _stsb_rows(path.read_text(encoding="utf-8").splitlines())
+    if rows is None:
+        return None
+    try:
+        return [float(r[0]) for r in rows]
+    except ValueError:
+        return None
 
 
 def long_documents(sentences: Sequence[str], n: int, tokenizer: Tokenizer) -> list[str]:
