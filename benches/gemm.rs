@@ -26,6 +26,7 @@ impl Mode {
         match self {
             Mode::Float32 => "float32",
             Mode::BFloat16(_) => "bfloat16",
+            Mode::Int8(dot) if dot.name() == "avx2" => "int8 (avx2)",
             Mode::Int8(_) => "int8",
         }
     }
@@ -56,7 +57,10 @@ fn gflops(
     let bt: Vec<f32> = (0..k * n).map(|i| (i % 89) as f32 / 89.0 - 0.5).collect();
     let dense = PackedB::from_transposed(isa, &bt, k, n, k);
     let bf16 = PackedBf16::from_transposed(&bt, k, n);
-    let int8 = PackedI8::quantize_transposed(&bt, k, n);
+    let int8 = match mode {
+        Mode::Int8(dot) => Some(PackedI8::quantize_transposed(dot, &bt, k, n)),
+        Mode::Float32 | Mode::BFloat16(_) => None,
+    };
     let mut c = vec![0.0f32; m * n];
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -70,7 +74,9 @@ fn gflops(
                 gemm_bf16::matmul(dot, isa, &a, k, m, &bf16, c, n, Epilogue::None, parallel)
             }
             Mode::Int8(dot) => {
-                gemm_int8::matmul(dot, isa, &a, k, m, &int8, c, n, Epilogue::None, parallel)
+                if let Some(int8) = &int8 {
+                    gemm_int8::matmul(dot, isa, &a, k, m, int8, c, n, Epilogue::None, parallel)
+                }
             }
         };
         run(&mut c);
@@ -104,7 +110,11 @@ fn main() {
         .map(|isa| (isa, Mode::Float32))
         .collect();
     runs.extend(Bf16Dot::detected().map(|dot| (best, Mode::BFloat16(dot))));
-    runs.extend(Int8Dot::detected().map(|dot| (best, Mode::Int8(dot))));
+    runs.extend(
+        Int8Dot::available()
+            .into_iter()
+            .map(|dot| (best, Mode::Int8(dot))),
+    );
     for (isa, mode) in runs {
         for threads in [1, max_threads.min(2)] {
             for m in [10, 480, 8192] {

@@ -1,7 +1,8 @@
 //! The arithmetic the encoder's linear layers run in: float32 (exact parity with
 //! sentence-transformers, the default), bfloat16 or int8. A request names one of them or
-//! "auto"; what runs is what this CPU has kernels for, so an int8 request on a CPU without
-//! AVX-512 VNNI computes in float32 rather than failing, and [`Compute`] reports which.
+//! "auto"; what runs is what this CPU has kernels for (int8: AVX-512 VNNI, or AVX2 with 7-bit
+//! weights; bfloat16: AVX512-BF16), so a request the CPU cannot run computes in float32
+//! rather than failing, and [`Compute`] reports which.
 
 use crate::error::{Error, Result};
 use crate::kernels::{Bf16Dot, Int8Dot};
@@ -13,7 +14,7 @@ pub enum Compute {
     /// bf16 weights and activations in the linear layers, f32 accumulation (AVX512-BF16).
     BFloat16,
     /// s8 weights (per output channel) × u8 activations (per token) in the linear layers,
-    /// i32 accumulation (AVX-512 VNNI); attention, LayerNorm and pooling stay f32.
+    /// i32 accumulation (AVX-512 VNNI, or AVX2); attention, LayerNorm and pooling stay f32.
     Int8,
 }
 
@@ -30,15 +31,19 @@ impl Compute {
     }
 
     /// What runs for `request` on this CPU: the mode asked for when its kernels run here,
-    /// float32 when they do not; "auto" is the fastest mode available (int8, then bfloat16).
+    /// float32 when they do not. "auto" is the fastest mode whose quality gates pass here:
+    /// int8 with AVX-512 VNNI, then bfloat16; not AVX2's int8, whose 7-bit weights miss the
+    /// parity corpus's mean-cosine gate (0.9943 against 0.995, docs/PERFORMANCE.md).
     pub fn resolve(request: &str) -> Result<Compute> {
-        let int8 = Int8Dot::detected().map(|_| Compute::Int8);
+        let dot = Int8Dot::detected();
+        let int8 = dot.map(|_| Compute::Int8);
+        let gated_int8 = dot.filter(|dot| dot.full_weights()).map(|_| Compute::Int8);
         let bf16 = Bf16Dot::detected().map(|_| Compute::BFloat16);
         let resolved = match request {
             "float32" => Some(Compute::Float32),
             "bfloat16" => bf16,
             "int8" => int8,
-            "auto" => int8.or(bf16),
+            "auto" => gated_int8.or(bf16),
             other => {
                 return Err(Error::InvalidInput(format!(
                     "compute must be one of {}, got {other:?}",
@@ -61,10 +66,16 @@ mod tests {
         assert_eq!(int8 == Compute::Int8, Int8Dot::detected().is_some());
         let bf16 = Compute::resolve("bfloat16").unwrap();
         assert_eq!(bf16 == Compute::BFloat16, Bf16Dot::detected().is_some());
-        assert_ne!(
-            Compute::resolve("auto").unwrap() == Compute::Float32,
-            Int8Dot::detected().is_some() || Bf16Dot::detected().is_some()
-        );
+        let gated = Int8Dot::detected().is_some_and(|dot| dot.full_weights());
+        let auto = Compute::resolve("auto").unwrap();
+        let expected = if gated {
+            Compute::Int8
+        } else if Bf16Dot::detected().is_some() {
+            Compute::BFloat16
+        } else {
+            Compute::Float32
+        };
+        assert_eq!(auto, expected);
         let err = Compute::resolve("fp8").unwrap_err().to_string();
         assert!(err.contains("\"int8\"") && err.contains("\"fp8\""), "{err}");
     }

@@ -42,8 +42,8 @@ pub fn dense(
         Compute::Int8 => {
             if let Some(dot) = Int8Dot::detected() {
                 let weight = match input_range {
-                    Some(range) => PackedI8::quantize_smoothed(weight, inputs, outputs, range),
-                    None => PackedI8::quantize_transposed(weight, inputs, outputs),
+                    Some(range) => PackedI8::quantize_smoothed(dot, weight, inputs, outputs, range),
+                    None => PackedI8::quantize_transposed(dot, weight, inputs, outputs),
                 };
                 return Box::new(DenseInt8 {
                     dot,

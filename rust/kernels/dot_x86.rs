@@ -1,6 +1,6 @@
-//! The reduced-precision x86 micro-kernels: int8 (AVX-512 VNNI `vpdpbusd`, u8 × s8 → i32) and
-//! bfloat16 (AVX512-BF16 `vdpbf16ps`, bf16 pairs → f32), plus the row conversions that feed
-//! them. Same shape as the float32 AVX-512 kernel in `gemm_x86`: a tile of R ≤ 14 rows × 32
+//! The reduced-precision x86 micro-kernels: int8 (AVX-512 VNNI `vpdpbusd`, u8 × s8 → i32; on
+//! AVX2, `vpmaddubsw` + `vpmaddwd` with 7-bit weights) and bfloat16 (AVX512-BF16 `vdpbf16ps`,
+//! bf16 pairs → f32), plus the row conversions that feed them. Same shape as the float32 AVX-512 kernel in `gemm_x86`: a tile of R ≤ 14 rows × 32
 //! columns in 28 zmm accumulators over the whole K loop, A read in place (one broadcast per
 //! row and step, folded into the dot product), B from a packed panel. One step covers 4 (int8)
 //! or 2 (bf16) values of K per lane, so per instruction a tile does 4× or 2× the float32 work,
@@ -86,6 +86,137 @@ pub unsafe fn int8_rows<const R: usize>(
                 _mm512_mask_storeu_ps(row.add(16), mask_high, value);
             }
         }
+    }
+}
+
+/// Rows of one AVX2 int8 tile: 2 rows × 32 columns are 8 ymm accumulators, plus the two rows'
+/// broadcasts, a B vector, a product and the ones of `vpmaddwd` (13 of 16 registers).
+pub const MR_AVX2: usize = 2;
+
+/// `int8_rows` without VNNI: `vpmaddubsw` multiplies u8 × s8 and adds pairs into i16, then
+/// `vpmaddwd` by ones adds pairs of those into the i32 lane, which is `vpdpbusd`'s sum as long
+/// as no i16 pair sum saturates: with weights within ±63, `2 · 255 · 63 = 32130 < 32767`.
+///
+/// # Safety
+/// The CPU must support AVX2. As `int8_rows`, and every weight in the panel within ±63.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)] // acc[row][group]: 2-D
+pub unsafe fn int8_rows_avx2<const R: usize>(
+    kq: usize,
+    a: *const u8,
+    lda: usize,
+    scales_a: *const f32,
+    b: *const i8,
+    offsets: *const i32,
+    scales_b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_si256(); 4]; R];
+    // SAFETY: step < kq / 4 and i < R keep every read inside the rows and the panel.
+    unsafe {
+        for step in 0..kq / 4 {
+            let panel = b.add(step * 4 * NR);
+            let mut quads = [_mm256_setzero_si256(); R];
+            for (i, quad) in quads.iter_mut().enumerate() {
+                *quad = _mm256_set1_epi32(a.add(i * lda + step * 4).cast::<i32>().read_unaligned());
+            }
+            for group in 0..4 {
+                let weights = _mm256_loadu_si256(panel.add(32 * group).cast());
+                for i in 0..R {
+                    let pairs = _mm256_maddubs_epi16(quads[i], weights);
+                    let sums = _mm256_madd_epi16(pairs, ones);
+                    acc[i][group] = _mm256_add_epi32(acc[i][group], sums);
+                }
+            }
+        }
+    }
+    // SAFETY: 32 offsets and scales are readable (the panel's, padded); only the R rows and
+    // columns < `cols` of C are written (a partial row goes through a stack buffer).
+    unsafe {
+        for (i, row_acc) in acc.iter().enumerate() {
+            let row_scale = _mm256_set1_ps(*scales_a.add(i));
+            let mut values = [0.0f32; NR];
+            for (group, &sums) in row_acc.iter().enumerate() {
+                let offset = _mm256_loadu_si256(offsets.add(8 * group).cast());
+                let scale = _mm256_mul_ps(_mm256_loadu_ps(scales_b.add(8 * group)), row_scale);
+                let value = _mm256_cvtepi32_ps(_mm256_sub_epi32(sums, offset));
+                _mm256_storeu_ps(
+                    values.as_mut_ptr().add(8 * group),
+                    _mm256_mul_ps(value, scale),
+                );
+            }
+            std::ptr::copy_nonoverlapping(values.as_ptr(), c.add(i * ldc), cols);
+        }
+    }
+}
+
+/// `quantize_row_u8` for AVX2 CPUs; the same bytes and scale.
+///
+/// # Safety
+/// The CPU must support AVX2; `smooth.len() == x.len() <= out.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn quantize_row_u8_avx2(x: &[f32], smooth: &[f32], out: &mut [u8]) -> f32 {
+    let n = x.len();
+    let full = n / 8 * 8;
+    // SAFETY: vector loads read x and smooth at start + 8 <= full <= n; stores write bytes
+    // start..start + 8 < n <= out.len().
+    unsafe {
+        let magnitude = _mm256_set1_ps(f32::from_bits(0x7fff_ffff));
+        let mut max = _mm256_setzero_ps();
+        for start in (0..full).step_by(8) {
+            let v = _mm256_mul_ps(
+                _mm256_loadu_ps(x.as_ptr().add(start)),
+                _mm256_loadu_ps(smooth.as_ptr().add(start)),
+            );
+            max = _mm256_max_ps(max, _mm256_and_ps(v, magnitude));
+        }
+        let mut lanes = [0.0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), max);
+        let tail = x[full..]
+            .iter()
+            .zip(&smooth[full..])
+            .map(|(&v, &s)| (v * s).abs());
+        let max = lanes.into_iter().chain(tail).fold(0.0f32, f32::max);
+        if max == 0.0 || !max.is_finite() {
+            out.fill(128);
+            return 0.0;
+        }
+        let inverse = 127.0 / max;
+        let inverse_v = _mm256_set1_ps(inverse);
+        let bias = _mm256_set1_epi32(128);
+        for start in (0..full).step_by(8) {
+            let v = _mm256_mul_ps(
+                _mm256_loadu_ps(x.as_ptr().add(start)),
+                _mm256_loadu_ps(smooth.as_ptr().add(start)),
+            );
+            // Round to nearest even (the default MXCSR mode), as `round_ties_even` does.
+            let q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v, inverse_v)), bias);
+            // Values are 1..=255: packing (saturating) to i16 then u8 keeps them; each
+            // 128-bit half ends with its four bytes in its first dword.
+            let words = _mm256_packs_epi32(q, q);
+            let bytes = _mm256_packus_epi16(words, words);
+            let low = _mm256_extract_epi32::<0>(bytes);
+            let high = _mm256_extract_epi32::<4>(bytes);
+            out.as_mut_ptr()
+                .add(start)
+                .cast::<i32>()
+                .write_unaligned(low);
+            out.as_mut_ptr()
+                .add(start + 4)
+                .cast::<i32>()
+                .write_unaligned(high);
+        }
+        for (slot, (&v, &s)) in out[full..n]
+            .iter_mut()
+            .zip(x[full..].iter().zip(&smooth[full..]))
+        {
+            *slot = ((v * s * inverse).round_ties_even() as i32 + 128) as u8;
+        }
+        out[n..].fill(128);
+        max / 127.0
     }
 }
 
@@ -253,6 +384,34 @@ pub unsafe fn int8_tile(
             rows,
             int8_rows(kq, a, lda, scales_a, b, offsets, scales_b, c, ldc, cols)
         )
+    }
+}
+
+/// `int8_rows_avx2` for a run-time row count `1..=MR_AVX2`.
+///
+/// # Safety
+/// As `int8_rows_avx2` with `R = rows`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn int8_tile_avx2(
+    rows: usize,
+    kq: usize,
+    a: *const u8,
+    lda: usize,
+    scales_a: *const f32,
+    b: *const i8,
+    offsets: *const i32,
+    scales_b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+) {
+    // SAFETY: forwarded from the caller with R = rows.
+    unsafe {
+        match rows {
+            2 => int8_rows_avx2::<2>(kq, a, lda, scales_a, b, offsets, scales_b, c, ldc, cols),
+            1 => int8_rows_avx2::<1>(kq, a, lda, scales_a, b, offsets, scales_b, c, ldc, cols),
+            _ => {}
+        }
     }
 }
 

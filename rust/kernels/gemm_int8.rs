@@ -10,27 +10,49 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use super::gemm::{self, Epilogue};
-use super::{Int8Dot, Isa};
+use super::{Int8Dot, Int8Kind, Isa};
 
 #[cfg(target_arch = "x86_64")]
-use super::dot_x86::{self, MR, NR};
-#[cfg(not(target_arch = "x86_64"))]
-const MR: usize = 14;
+use super::dot_x86::{self, MR, MR_AVX2, NR};
 #[cfg(not(target_arch = "x86_64"))]
 const NR: usize = 32;
 
-/// Largest quantized weight magnitude: symmetric ±127 (no -128), so negating is exact.
+/// Largest quantized activation magnitude: symmetric ±127 (no -128), so negating is exact.
 const LEVELS: f32 = 127.0;
+
+/// Largest quantized weight magnitude for `kind`'s kernel: ±127, or ±63 on AVX2, whose
+/// `vpmaddubsw` would saturate its i16 pair sums with 8-bit weights.
+fn weight_levels(kind: Int8Kind) -> f32 {
+    match kind {
+        #[cfg(target_arch = "x86_64")]
+        Int8Kind::Vnni512 => LEVELS,
+        #[cfg(target_arch = "x86_64")]
+        Int8Kind::Avx2 => 63.0,
+    }
+}
+
+/// Rows of `kind`'s register tile.
+fn tile_rows(kind: Int8Kind) -> usize {
+    match kind {
+        #[cfg(target_arch = "x86_64")]
+        Int8Kind::Vnni512 => MR,
+        #[cfg(target_arch = "x86_64")]
+        Int8Kind::Avx2 => MR_AVX2,
+    }
+}
 /// What every u8 activation is offset by, so the signed quantized value fits `vpdpbusd`'s
 /// unsigned operand.
 const ACTIVATION_OFFSET: i32 = 128;
 
-/// A `K × N` weight quantized to s8 per output column and packed in panels of `NR` columns:
+/// A `K × N` weight quantized to s8 per output column (±127, or ±63 for the AVX2 kernel) and
+/// packed in panels of `NR` columns:
 /// panel `p`, step `s` holds columns `p*NR..p*NR+NR` × rows `4s..4s+4` as 32 groups of 4 bytes
 /// (one `vpdpbusd` lane each). K is padded to a multiple of 4 and N to a multiple of `NR`,
 /// with zero weights.
 #[derive(Debug, Clone)]
 pub struct PackedI8 {
+    /// The kernel the weights were quantized for.
+    kind: Int8Kind,
     k: usize,
     n: usize,
     /// K rounded up to a multiple of 4.
@@ -48,8 +70,8 @@ pub struct PackedI8 {
 impl PackedI8 {
     /// Quantizes and packs the transpose of `wt` (row-major `N × K`: a PyTorch Linear weight
     /// `[out, in]`, each row one output channel).
-    pub fn quantize_transposed(wt: &[f32], k: usize, n: usize) -> PackedI8 {
-        Self::quantize_scaled(wt, k, n, vec![1.0; k])
+    pub fn quantize_transposed(dot: Int8Dot, wt: &[f32], k: usize, n: usize) -> PackedI8 {
+        Self::quantize_scaled(dot, wt, k, n, vec![1.0; k])
     }
 
     /// As [`PackedI8::quantize_transposed`], with the quantization difficulty shared between
@@ -59,7 +81,13 @@ impl PackedI8 {
     /// channel's typical magnitude (only ratios between channels matter). BERT's LayerNorm
     /// outputs have a few channels an order of magnitude larger than the rest; with one scale
     /// per token they would leave the others only a few of the 255 levels.
-    pub fn quantize_smoothed(wt: &[f32], k: usize, n: usize, input_range: &[f32]) -> PackedI8 {
+    pub fn quantize_smoothed(
+        dot: Int8Dot,
+        wt: &[f32],
+        k: usize,
+        n: usize,
+        input_range: &[f32],
+    ) -> PackedI8 {
         assert!(wt.len() >= n * k && input_range.len() == k);
         let mut weight_range = vec![0.0f32; k];
         for row in wt[..n * k].chunks_exact(k) {
@@ -84,11 +112,13 @@ impl PackedI8 {
             .flat_map(|row| row.iter().zip(&migration).map(|(&w, &s)| w * s))
             .collect();
         let smooth = migration.iter().map(|&s| 1.0 / s).collect();
-        Self::quantize_scaled(&scaled, k, n, smooth)
+        Self::quantize_scaled(dot, &scaled, k, n, smooth)
     }
 
-    fn quantize_scaled(wt: &[f32], k: usize, n: usize, smooth: Vec<f32>) -> PackedI8 {
+    fn quantize_scaled(dot: Int8Dot, wt: &[f32], k: usize, n: usize, smooth: Vec<f32>) -> PackedI8 {
         assert!(wt.len() >= n * k);
+        let kind = dot.kind();
+        let levels = weight_levels(kind);
         let kq = k.div_ceil(4) * 4;
         let panels = n.div_ceil(NR);
         let mut data = vec![0i8; panels * kq * NR];
@@ -96,7 +126,7 @@ impl PackedI8 {
         let mut offsets = vec![0i32; panels * NR];
         for j in 0..n {
             let row = &wt[j * k..(j + 1) * k];
-            let quantized = quantize_symmetric(row);
+            let quantized = quantize_symmetric(row, levels);
             scales[j] = quantized.scale;
             offsets[j] =
                 ACTIVATION_OFFSET * quantized.values.iter().map(|&q| q as i32).sum::<i32>();
@@ -107,6 +137,7 @@ impl PackedI8 {
             }
         }
         PackedI8 {
+            kind,
             k,
             n,
             kq,
@@ -141,7 +172,8 @@ struct Quantized {
     scale: f32,
 }
 
-fn quantize_symmetric(x: &[f32]) -> Quantized {
+/// `x` quantized symmetrically to ±`levels` with one scale.
+fn quantize_symmetric(x: &[f32], levels: f32) -> Quantized {
     let max = x.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
     if max == 0.0 || !max.is_finite() {
         return Quantized {
@@ -149,14 +181,14 @@ fn quantize_symmetric(x: &[f32]) -> Quantized {
             scale: 0.0,
         };
     }
-    let inverse = LEVELS / max;
+    let inverse = levels / max;
     let values = x
         .iter()
-        .map(|&v| (v * inverse).round_ties_even().clamp(-LEVELS, LEVELS) as i8)
+        .map(|&v| (v * inverse).round_ties_even().clamp(-levels, levels) as i8)
         .collect();
     Quantized {
         values,
-        scale: max / LEVELS,
+        scale: max / levels,
     }
 }
 
@@ -192,6 +224,11 @@ pub fn matmul(
     if m == 0 || n == 0 {
         return;
     }
+    assert!(
+        b.kind == dot.kind(),
+        "W was quantized for another int8 kernel"
+    );
+    let mr = tile_rows(dot.kind());
     assert!(lda >= k && a.len() >= (m - 1) * lda + k);
     assert!(ldc >= n && c.len() >= (m - 1) * ldc + n);
     gemm::check_epilogue(&epilogue, m, n);
@@ -208,15 +245,20 @@ pub fn matmul(
             }
             for p in panels {
                 let columns = p * NR..((p + 1) * NR).min(n);
-                for first in (0..rows.len()).step_by(MR) {
-                    let tile_rows = MR.min(rows.len() - first);
+                for first in (0..rows.len()).step_by(mr) {
+                    let tile_rows = mr.min(rows.len() - first);
                     let row0 = rows.start + first;
-                    // SAFETY: `dot` proves VNNI; the tile's rows lie in the quantized block
-                    // (kq bytes each), the panel holds kq × NR bytes with NR offsets and
+                    // SAFETY: `dot` proves the kernel's instructions (and the weights were
+                    // quantized for it, asserted above); the tile's rows lie in the quantized
+                    // block (kq bytes each), the panel holds kq × NR bytes with NR offsets and
                     // scales, and the task owns these rows × columns of C (`run_tasks`).
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
-                        dot_x86::int8_tile(
+                        let tile = match dot.kind() {
+                            Int8Kind::Vnni512 => dot_x86::int8_tile,
+                            Int8Kind::Avx2 => dot_x86::int8_tile_avx2,
+                        };
+                        tile(
                             tile_rows,
                             kq,
                             bytes.as_ptr().add(first * kq),
@@ -243,7 +285,7 @@ pub fn matmul(
             isa,
             m,
             n,
-            MR,
+            mr,
             NR,
             c.as_mut_ptr(),
             ldc,
@@ -257,23 +299,14 @@ pub fn matmul(
 /// Quantizes one row of A, times `smooth`, into `out` (`kq` bytes, +128 offset, padded with
 /// 128); returns its scale.
 fn quantize_row(dot: Int8Dot, x: &[f32], smooth: &[f32], out: &mut [u8]) -> f32 {
-    let _ = dot;
     assert!(smooth.len() == x.len() && out.len() >= x.len());
-    // SAFETY: an `Int8Dot` exists only on CPUs with AVX-512F/BW/VL (see `Int8Dot::detected`);
-    // the lengths are checked above.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        dot_x86::quantize_row_u8(x, smooth, out)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let x: Vec<f32> = x.iter().zip(smooth).map(|(&v, &s)| v * s).collect();
-        let quantized = quantize_symmetric(&x);
-        for (slot, &q) in out.iter_mut().zip(&quantized.values) {
-            *slot = (q as i32 + ACTIVATION_OFFSET) as u8;
-        }
-        out[x.len()..].fill(ACTIVATION_OFFSET as u8);
-        quantized.scale
+    // SAFETY: an `Int8Dot` of a kind exists only on CPUs with its instructions (AVX-512F/BW/VL,
+    // or AVX2; see `Int8Dot::detected`); the lengths are checked above.
+    match dot.kind() {
+        #[cfg(target_arch = "x86_64")]
+        Int8Kind::Vnni512 => unsafe { dot_x86::quantize_row_u8(x, smooth, out) },
+        #[cfg(target_arch = "x86_64")]
+        Int8Kind::Avx2 => unsafe { dot_x86::quantize_row_u8_avx2(x, smooth, out) },
     }
 }
 
@@ -293,10 +326,18 @@ mod tests {
             .collect()
     }
 
-    /// The exact integer arithmetic the kernel should do, in f64 from the quantized values.
-    fn reference(a: &[f32], m: usize, k: usize, wt: &[f32], n: usize) -> Vec<f64> {
-        let rows: Vec<Quantized> = a.chunks_exact(k).map(quantize_symmetric).collect();
-        let columns: Vec<Quantized> = wt.chunks_exact(k).map(quantize_symmetric).collect();
+    /// The exact integer arithmetic `dot`'s kernel should do, in f64 from the quantized values.
+    fn reference(dot: Int8Dot, a: &[f32], k: usize, wt: &[f32], n: usize) -> Vec<f64> {
+        let levels = weight_levels(dot.kind());
+        let rows: Vec<Quantized> = a
+            .chunks_exact(k)
+            .map(|r| quantize_symmetric(r, LEVELS))
+            .collect();
+        let columns: Vec<Quantized> = wt
+            .chunks_exact(k)
+            .map(|r| quantize_symmetric(r, levels))
+            .collect();
+        let m = rows.len();
         let mut c = vec![0.0f64; m * n];
         for i in 0..m {
             for j in 0..n {
@@ -310,49 +351,45 @@ mod tests {
     }
 
     #[test]
-    fn the_kernel_does_the_quantized_arithmetic_on_odd_shapes() {
-        let Some(dot) = Int8Dot::detected() else {
-            eprintln!("no AVX-512 VNNI on this CPU: nothing to test");
-            return;
-        };
+    fn every_kernel_does_the_quantized_arithmetic_on_odd_shapes() {
         let isa = Isa::detected();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(2)
             .build()
             .unwrap();
-        for &(m, k, n) in &[
-            (1, 7, 5),
-            (13, 64, 33),
-            (29, 384, 96),
-            (100, 31, 100),
-            (3, 1536, 384),
-        ] {
-            let mut a = data(m * k, 1);
-            a[..k].fill(0.0); // an all-zero row has scale 0
-            let wt = data(n * k, 2);
-            let expected = reference(&a, m, k, &wt, n);
-            let packed = PackedI8::quantize_transposed(&wt, k, n);
-            for parallel in [false, true] {
-                let mut c = vec![f32::NAN; m * n];
-                pool.install(|| {
-                    matmul(
-                        dot,
-                        isa,
-                        &a,
-                        k,
-                        m,
-                        &packed,
-                        &mut c,
-                        n,
-                        Epilogue::None,
-                        parallel,
-                    )
-                });
-                for (idx, (&got, &want)) in c.iter().zip(&expected).enumerate() {
-                    assert!(
-                        (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                        "m{m} k{k} n{n} at {idx}: {got} vs {want}"
-                    );
+        for dot in Int8Dot::available() {
+            for &(m, k, n) in &[
+                (1, 7, 5),
+                (13, 64, 33),
+                (29, 384, 96),
+                (100, 31, 100),
+                (3, 1536, 384),
+            ] {
+                let mut a = data(m * k, 1);
+                a[..k].fill(0.0); // an all-zero row has scale 0
+                                  // Full-range activations and weights: the AVX2 kernel must not saturate.
+                                  // (u8 255 against weights at +max and -max: the largest pair sums).
+                if m > 1 {
+                    a[k..2 * k].fill(1.0);
+                }
+                let mut wt = data(n * k, 2);
+                wt[..k].fill(1.0);
+                if n > 1 {
+                    wt[k..2 * k].fill(-1.0);
+                }
+                let expected = reference(dot, &a, k, &wt, n);
+                let packed = PackedI8::quantize_transposed(dot, &wt, k, n);
+                for parallel in [false, true] {
+                    let mut c = vec![f32::NAN; m * n];
+                    let none = Epilogue::None;
+                    pool.install(|| matmul(dot, isa, &a, k, m, &packed, &mut c, n, none, parallel));
+                    for (idx, (&got, &want)) in c.iter().zip(&expected).enumerate() {
+                        assert!(
+                            (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                            "{} m{m} k{k} n{n} at {idx}: {got} vs {want}",
+                            dot.name()
+                        );
+                    }
                 }
             }
         }
@@ -360,61 +397,66 @@ mod tests {
 
     #[test]
     fn quantized_product_is_close_to_float32_with_epilogue_and_strides() {
-        let Some(dot) = Int8Dot::detected() else {
-            return;
-        };
         let isa = Isa::detected();
-        let (m, k, n) = (17, 384, 37);
-        let (lda, ldc) = (k + 3, n + 5);
-        let a_dense = data(m * k, 3);
-        let mut a = vec![9.0f32; m * lda];
-        for i in 0..m {
-            a[i * lda..i * lda + k].copy_from_slice(&a_dense[i * k..(i + 1) * k]);
-        }
-        let wt = data(n * k, 4);
-        let bias = data(n, 5);
-        let residual = data(m * n, 6);
-        let packed = PackedI8::quantize_transposed(&wt, k, n);
-        let mut c = vec![7.0f32; m * ldc];
-        let epilogue = Epilogue::BiasResidual {
-            bias: &bias,
-            residual: &residual,
-            ldr: n,
-        };
-        matmul(dot, isa, &a, lda, m, &packed, &mut c, ldc, epilogue, false);
-        for i in 0..m {
-            for j in 0..n {
-                let exact: f64 = (0..k)
-                    .map(|kk| a_dense[i * k + kk] as f64 * wt[j * k + kk] as f64)
-                    .sum();
-                let want = exact + bias[j] as f64 + residual[i * n + j] as f64;
-                let got = c[i * ldc + j] as f64;
-                // 8-bit values on both sides: ~1% of the dot product's typical size (√k).
-                assert!(
-                    (got - want).abs() < 0.02 * (k as f64).sqrt(),
-                    "({i},{j}) {got} {want}"
-                );
+        for dot in Int8Dot::available() {
+            let (m, k, n) = (17, 384, 37);
+            let (lda, ldc) = (k + 3, n + 5);
+            let a_dense = data(m * k, 3);
+            let mut a = vec![9.0f32; m * lda];
+            for i in 0..m {
+                a[i * lda..i * lda + k].copy_from_slice(&a_dense[i * k..(i + 1) * k]);
             }
-            assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 7.0));
+            let wt = data(n * k, 4);
+            let bias = data(n, 5);
+            let residual = data(m * n, 6);
+            let packed = PackedI8::quantize_transposed(dot, &wt, k, n);
+            let mut c = vec![7.0f32; m * ldc];
+            let epilogue = Epilogue::BiasResidual {
+                bias: &bias,
+                residual: &residual,
+                ldr: n,
+            };
+            matmul(dot, isa, &a, lda, m, &packed, &mut c, ldc, epilogue, false);
+            for i in 0..m {
+                for j in 0..n {
+                    let exact: f64 = (0..k)
+                        .map(|kk| a_dense[i * k + kk] as f64 * wt[j * k + kk] as f64)
+                        .sum();
+                    let want = exact + bias[j] as f64 + residual[i * n + j] as f64;
+                    let got = c[i * ldc + j] as f64;
+                    // 7- or 8-bit values: ~1% of the dot product's typical size (√k).
+                    assert!(
+                        (got - want).abs() < 0.03 * (k as f64).sqrt(),
+                        "{} ({i},{j}) {got} {want}",
+                        dot.name()
+                    );
+                }
+                assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 7.0));
+            }
         }
     }
 
     #[test]
-    fn the_vector_row_quantizer_matches_the_scalar_one() {
-        if Int8Dot::detected().is_none() {
-            return;
-        }
-        for len in [1, 15, 16, 17, 383, 384, 1536] {
-            let x = data(len, len as u32);
-            let quantized = quantize_symmetric(&x);
-            let mut out = vec![0u8; len.div_ceil(4) * 4];
-            let ones = vec![1.0; len];
-            let scale = quantize_row(Int8Dot::detected().unwrap(), &x, &ones, &mut out);
-            assert_eq!(scale, quantized.scale, "len {len}");
-            for (j, &q) in quantized.values.iter().enumerate() {
-                assert_eq!(out[j] as i32, q as i32 + 128, "len {len} at {j}");
+    fn every_vector_row_quantizer_matches_the_scalar_one() {
+        for dot in Int8Dot::available() {
+            for len in [1, 7, 8, 9, 15, 16, 17, 383, 384, 1536] {
+                let x = data(len, len as u32);
+                let smooth = data(len, 99);
+                let smoothed: Vec<f32> = x.iter().zip(&smooth).map(|(&v, &s)| v * s).collect();
+                let quantized = quantize_symmetric(&smoothed, LEVELS);
+                let mut out = vec![0u8; len.div_ceil(4) * 4];
+                let scale = quantize_row(dot, &x, &smooth, &mut out);
+                assert_eq!(scale, quantized.scale, "{} len {len}", dot.name());
+                for (j, &q) in quantized.values.iter().enumerate() {
+                    assert_eq!(
+                        out[j] as i32,
+                        q as i32 + 128,
+                        "{} len {len} at {j}",
+                        dot.name()
+                    );
+                }
+                assert!(out[len..].iter().all(|&b| b == 128));
             }
-            assert!(out[len..].iter().all(|&b| b == 128));
         }
     }
 
@@ -454,8 +496,8 @@ mod tests {
             let den: f64 = exact.iter().map(|e| e * e).sum();
             (num / den).sqrt()
         };
-        let plain = error(&PackedI8::quantize_transposed(&wt, k, n));
-        let smoothed = error(&PackedI8::quantize_smoothed(&wt, k, n, &range));
+        let plain = error(&PackedI8::quantize_transposed(dot, &wt, k, n));
+        let smoothed = error(&PackedI8::quantize_smoothed(dot, &wt, k, n, &range));
         assert!(smoothed < 0.02, "relative error {smoothed}");
         assert!(
             smoothed < 0.5 * plain,

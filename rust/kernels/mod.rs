@@ -88,26 +88,88 @@ impl Isa {
     }
 }
 
-/// Proof that the CPU has AVX-512 VNNI (with BW and VL) (`vpdpbusd`, u8 × s8 dot products into i32) on top of
-/// the detected AVX-512: what the int8 kernels run on. Opaque like [`Isa`].
+/// Proof that the CPU can run one of the int8 kernels, and which: AVX-512 VNNI (`vpdpbusd`,
+/// u8 × s8 dot products into i32, with AVX-512 F/BW/VL) or, without it, AVX2
+/// (`vpmaddubsw` + `vpmaddwd`, which saturates unless the weights keep to 7 bits). Opaque like
+/// [`Isa`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Int8Dot(());
+pub struct Int8Dot(Int8Kind);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Int8Kind {
+    #[cfg(target_arch = "x86_64")]
+    Vnni512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
 
 impl Int8Dot {
-    /// `Some` when the int8 kernels can run here; `None` also when `MINILM_FAST_ISA` forced a
-    /// lesser instruction set.
+    /// The best int8 kernel of the detected instruction set (so `MINILM_FAST_ISA=avx2` gives
+    /// the AVX2 one); `None` on other CPUs and when `MINILM_FAST_ISA` forced scalar.
     pub fn detected() -> Option<Int8Dot> {
         #[cfg(target_arch = "x86_64")]
         {
-            if Isa::detected().0 == Kind::Avx512
+            let isa = Isa::detected().0;
+            if isa == Kind::Avx512
                 && std::arch::is_x86_feature_detected!("avx512bw")
                 && std::arch::is_x86_feature_detected!("avx512vl")
                 && std::arch::is_x86_feature_detected!("avx512vnni")
             {
-                return Some(Int8Dot(()));
+                return Some(Int8Dot(Int8Kind::Vnni512));
+            }
+            if isa == Kind::Avx512 || isa == Kind::Avx2Fma {
+                return Some(Int8Dot(Int8Kind::Avx2));
             }
         }
         None
+    }
+
+    /// Every int8 kernel this CPU can run, best last (tests compare each against the
+    /// integer arithmetic).
+    pub fn available() -> Vec<Int8Dot> {
+        #[allow(unused_mut)]
+        let mut kinds = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                kinds.push(Int8Dot(Int8Kind::Avx2));
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+            {
+                kinds.push(Int8Dot(Int8Kind::Vnni512));
+            }
+        }
+        kinds
+    }
+
+    /// The instructions the int8 kernel runs on.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            #[cfg(target_arch = "x86_64")]
+            Int8Kind::Vnni512 => "avx512-vnni",
+            #[cfg(target_arch = "x86_64")]
+            Int8Kind::Avx2 => "avx2",
+        }
+    }
+
+    /// Whether the kernel takes full 8-bit weights (VNNI); the AVX2 one keeps them to 7 bits,
+    /// which costs accuracy (docs/PERFORMANCE.md).
+    pub fn full_weights(self) -> bool {
+        match self.0 {
+            #[cfg(target_arch = "x86_64")]
+            Int8Kind::Vnni512 => true,
+            #[cfg(target_arch = "x86_64")]
+            Int8Kind::Avx2 => false,
+        }
+    }
+
+    pub(crate) fn kind(self) -> Int8Kind {
+        self.0
     }
 }
 
