@@ -31,19 +31,17 @@ impl Compute {
     }
 
     /// What runs for `request` on this CPU: the mode asked for when its kernels run here,
-    /// float32 when they do not. "auto" is the fastest mode whose quality gates pass here:
-    /// int8 with AVX-512 VNNI, then bfloat16; not AVX2's int8, whose 7-bit weights miss the
-    /// parity corpus's mean-cosine gate (0.9943 against 0.995, docs/PERFORMANCE.md).
+    /// float32 when they do not. "auto" is the fastest mode available, int8 (AVX-512 VNNI or
+    /// AVX2), then bfloat16: both pass their quality gates with either int8 kernel
+    /// (docs/PERFORMANCE.md).
     pub fn resolve(request: &str) -> Result<Compute> {
-        let dot = Int8Dot::detected();
-        let int8 = dot.map(|_| Compute::Int8);
-        let gated_int8 = dot.filter(|dot| dot.full_weights()).map(|_| Compute::Int8);
+        let int8 = Int8Dot::detected().map(|_| Compute::Int8);
         let bf16 = Bf16Dot::detected().map(|_| Compute::BFloat16);
         let resolved = match request {
             "float32" => Some(Compute::Float32),
             "bfloat16" => bf16,
             "int8" => int8,
-            "auto" => gated_int8.or(bf16),
+            "auto" => int8.or(bf16),
             other => {
                 return Err(Error::InvalidInput(format!(
                     "compute must be one of {}, got {other:?}",
@@ -66,9 +64,8 @@ mod tests {
         assert_eq!(int8 == Compute::Int8, Int8Dot::detected().is_some());
         let bf16 = Compute::resolve("bfloat16").unwrap();
         assert_eq!(bf16 == Compute::BFloat16, Bf16Dot::detected().is_some());
-        let gated = Int8Dot::detected().is_some_and(|dot| dot.full_weights());
         let auto = Compute::resolve("auto").unwrap();
-        let expected = if gated {
+        let expected = if Int8Dot::detected().is_some() {
             Compute::Int8
         } else if Bf16Dot::detected().is_some() {
             Compute::BFloat16

@@ -20,15 +20,16 @@ const PREFETCH_ROWS: usize = 10;
 const PREFETCH_BYTES: usize = 4096;
 
 /// `C[R × cols] = dequantize(A·B)` for one int8 tile: `A` u8 rows (row `i` at `a + i * lda`,
-/// `kq` bytes, each value offset by +128), `B` a packed s8 panel (`kq / 4` steps of 32 columns
-/// × 4 bytes). `c[i][j] = (acc[i][j] - offsets[j]) * scales_a[i] * scales_b[j]`, where
-/// `offsets[j] = 128 · Σ_k B[k][j]` removes the +128 of A.
+/// `kq` bytes, standing for `scales_a[i] · (q - zeros_a[i])`), `B` a packed s8 panel
+/// (`kq / 4` steps of 32 columns × 4 bytes, column `j` standing for `scales_b[j] · w`).
+/// `c[i][j] = (acc[i][j] - zeros_a[i] · sums[j]) · scales_a[i] · scales_b[j]`, with
+/// `sums[j] = Σ_k B[k][j]`: the zero point comes out in exact integer arithmetic.
 ///
 /// # Safety
 /// The CPU must support AVX-512F/BW and VNNI. `a` points at `R` rows of `kq` (a multiple of 4)
-/// readable bytes with stride `lda`, `scales_a` at `R` floats, `b` at `kq × 32` bytes,
-/// `offsets` and `scales_b` at 32 values each, `c` at `R` rows of `cols ≤ 32` writable floats
-/// with row stride `ldc`.
+/// readable bytes with stride `lda`, `scales_a` and `zeros_a` at `R` values each, `b` at
+/// `kq × 32` bytes, `sums` and `scales_b` at 32 values each, `c` at `R` rows of `cols ≤ 32`
+/// writable floats with row stride `ldc`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn int8_rows<const R: usize>(
@@ -36,8 +37,9 @@ pub unsafe fn int8_rows<const R: usize>(
     a: *const u8,
     lda: usize,
     scales_a: *const f32,
+    zeros_a: *const i32,
     b: *const i8,
-    offsets: *const i32,
+    sums: *const i32,
     scales_b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -65,24 +67,24 @@ pub unsafe fn int8_rows<const R: usize>(
             }
         }
     }
-    // SAFETY: 32 offsets and scales are readable (the panel's, padded); only the R rows and
+    // SAFETY: 32 sums and scales are readable (the panel's, padded); only the R rows and
     // (masked) columns < `cols` of C are written.
     unsafe {
-        let (offset0, offset1) = (
-            _mm512_loadu_si512(offsets.cast()),
-            _mm512_loadu_si512(offsets.add(16).cast()),
-        );
+        let sum0 = _mm512_loadu_si512(sums.cast());
+        let sum1 = _mm512_loadu_si512(sums.add(16).cast());
         let (scale0, scale1) = (_mm512_loadu_ps(scales_b), _mm512_loadu_ps(scales_b.add(16)));
         let (mask_low, mask_high) = (lanes(cols.min(16)), lanes(cols.saturating_sub(16)));
         for i in 0..R {
             let row_scale = _mm512_set1_ps(*scales_a.add(i));
+            let row_zero = _mm512_set1_epi32(*zeros_a.add(i));
             let row = c.add(i * ldc);
-            let value = _mm512_cvtepi32_ps(_mm512_sub_epi32(low[i], offset0));
-            let value = _mm512_mul_ps(value, _mm512_mul_ps(scale0, row_scale));
+            let exact = _mm512_sub_epi32(low[i], _mm512_mullo_epi32(sum0, row_zero));
+            let value = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), _mm512_mul_ps(scale0, row_scale));
             _mm512_mask_storeu_ps(row, mask_low, value);
             if cols > 16 {
-                let value = _mm512_cvtepi32_ps(_mm512_sub_epi32(high[i], offset1));
-                let value = _mm512_mul_ps(value, _mm512_mul_ps(scale1, row_scale));
+                let exact = _mm512_sub_epi32(high[i], _mm512_mullo_epi32(sum1, row_zero));
+                let scale = _mm512_mul_ps(scale1, row_scale);
+                let value = _mm512_mul_ps(_mm512_cvtepi32_ps(exact), scale);
                 _mm512_mask_storeu_ps(row.add(16), mask_high, value);
             }
         }
@@ -106,8 +108,9 @@ pub unsafe fn int8_rows_avx2<const R: usize>(
     a: *const u8,
     lda: usize,
     scales_a: *const f32,
+    zeros_a: *const i32,
     b: *const i8,
-    offsets: *const i32,
+    sums: *const i32,
     scales_b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -133,69 +136,76 @@ pub unsafe fn int8_rows_avx2<const R: usize>(
             }
         }
     }
-    // SAFETY: 32 offsets and scales are readable (the panel's, padded); only the R rows and
+    // SAFETY: 32 sums and scales are readable (the panel's, padded); only the R rows and
     // columns < `cols` of C are written (a partial row goes through a stack buffer).
     unsafe {
         for (i, row_acc) in acc.iter().enumerate() {
             let row_scale = _mm256_set1_ps(*scales_a.add(i));
+            let row_zero = _mm256_set1_epi32(*zeros_a.add(i));
             let mut values = [0.0f32; NR];
-            for (group, &sums) in row_acc.iter().enumerate() {
-                let offset = _mm256_loadu_si256(offsets.add(8 * group).cast());
+            for (group, &dots) in row_acc.iter().enumerate() {
+                let sum = _mm256_loadu_si256(sums.add(8 * group).cast());
+                let exact = _mm256_sub_epi32(dots, _mm256_mullo_epi32(sum, row_zero));
                 let scale = _mm256_mul_ps(_mm256_loadu_ps(scales_b.add(8 * group)), row_scale);
-                let value = _mm256_cvtepi32_ps(_mm256_sub_epi32(sums, offset));
-                _mm256_storeu_ps(
-                    values.as_mut_ptr().add(8 * group),
-                    _mm256_mul_ps(value, scale),
-                );
+                let value = _mm256_mul_ps(_mm256_cvtepi32_ps(exact), scale);
+                _mm256_storeu_ps(values.as_mut_ptr().add(8 * group), value);
             }
             std::ptr::copy_nonoverlapping(values.as_ptr(), c.add(i * ldc), cols);
         }
     }
 }
 
-/// `quantize_row_u8` for AVX2 CPUs; the same bytes and scale.
+/// `quantize_row_u8` for AVX2 CPUs; the same bytes, scale and minimum.
 ///
 /// # Safety
 /// The CPU must support AVX2; `smooth.len() == x.len() <= out.len()`.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn quantize_row_u8_avx2(x: &[f32], smooth: &[f32], out: &mut [u8]) -> f32 {
+pub unsafe fn quantize_row_u8_avx2(x: &[f32], smooth: &[f32], out: &mut [u8]) -> Affine {
     let n = x.len();
     let full = n / 8 * 8;
     // SAFETY: vector loads read x and smooth at start + 8 <= full <= n; stores write bytes
-    // start..start + 8 < n <= out.len().
+    // start..start + 8 <= full <= out.len().
     unsafe {
-        let magnitude = _mm256_set1_ps(f32::from_bits(0x7fff_ffff));
-        let mut max = _mm256_setzero_ps();
-        for start in (0..full).step_by(8) {
-            let v = _mm256_mul_ps(
+        let load = |start: usize| {
+            _mm256_mul_ps(
                 _mm256_loadu_ps(x.as_ptr().add(start)),
                 _mm256_loadu_ps(smooth.as_ptr().add(start)),
-            );
-            max = _mm256_max_ps(max, _mm256_and_ps(v, magnitude));
+            )
+        };
+        let (mut low, mut high) = (
+            _mm256_set1_ps(f32::INFINITY),
+            _mm256_set1_ps(f32::NEG_INFINITY),
+        );
+        for start in (0..full).step_by(8) {
+            let v = load(start);
+            low = _mm256_min_ps(low, v);
+            high = _mm256_max_ps(high, v);
         }
-        let mut lanes = [0.0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), max);
-        let tail = x[full..]
+        let (mut lows, mut highs) = ([0.0f32; 8], [0.0f32; 8]);
+        _mm256_storeu_ps(lows.as_mut_ptr(), low);
+        _mm256_storeu_ps(highs.as_mut_ptr(), high);
+        let tail: Vec<f32> = x[full..]
             .iter()
             .zip(&smooth[full..])
-            .map(|(&v, &s)| (v * s).abs());
-        let max = lanes.into_iter().chain(tail).fold(0.0f32, f32::max);
-        if max == 0.0 || !max.is_finite() {
-            out.fill(128);
-            return 0.0;
-        }
-        let inverse = 127.0 / max;
-        let inverse_v = _mm256_set1_ps(inverse);
-        let bias = _mm256_set1_epi32(128);
+            .map(|(&v, &s)| v * s)
+            .collect();
+        let min = lows
+            .iter()
+            .chain(&tail)
+            .fold(f32::INFINITY, |m, &v| m.min(v));
+        let max = highs
+            .iter()
+            .chain(&tail)
+            .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let affine = Affine::of_range(min, max);
+        let inverse = _mm256_set1_ps(affine.inverse);
+        let zero = _mm256_set1_epi32(affine.zero);
         for start in (0..full).step_by(8) {
-            let v = _mm256_mul_ps(
-                _mm256_loadu_ps(x.as_ptr().add(start)),
-                _mm256_loadu_ps(smooth.as_ptr().add(start)),
-            );
             // Round to nearest even (the default MXCSR mode), as `round_ties_even` does.
-            let q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v, inverse_v)), bias);
-            // Values are 1..=255: packing (saturating) to i16 then u8 keeps them; each
-            // 128-bit half ends with its four bytes in its first dword.
+            let q = _mm256_cvtps_epi32(_mm256_mul_ps(load(start), inverse));
+            let q = _mm256_add_epi32(q, zero);
+            // Packing to i16, then u8 (saturating to 0..=255), leaves each 128-bit half's
+            // four bytes in its first dword.
             let words = _mm256_packs_epi32(q, q);
             let bytes = _mm256_packus_epi16(words, words);
             let low = _mm256_extract_epi32::<0>(bytes);
@@ -209,14 +219,46 @@ pub unsafe fn quantize_row_u8_avx2(x: &[f32], smooth: &[f32], out: &mut [u8]) ->
                 .cast::<i32>()
                 .write_unaligned(high);
         }
-        for (slot, (&v, &s)) in out[full..n]
-            .iter_mut()
-            .zip(x[full..].iter().zip(&smooth[full..]))
-        {
-            *slot = ((v * s * inverse).round_ties_even() as i32 + 128) as u8;
+        for (slot, &v) in out[full..n].iter_mut().zip(&tail) {
+            *slot = affine.quantize(v);
         }
-        out[n..].fill(128);
-        max / 127.0
+        out[n..].fill(affine.zero as u8);
+        affine
+    }
+}
+
+/// How a row spanning `min..=max` maps to u8: `x ≈ scale · (q - zero)`. The range is widened
+/// to include 0, so `zero` is an integer in 0..=255 and 0 is exact (as in ONNX Runtime's
+/// dynamic quantization). All zero for an all-zero or non-finite row (no meaningful scale).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Affine {
+    pub scale: f32,
+    pub inverse: f32,
+    pub zero: i32,
+}
+
+impl Affine {
+    pub fn of_range(min: f32, max: f32) -> Affine {
+        let (min, max) = (min.min(0.0), max.max(0.0));
+        let span = max - min;
+        if !(span > 0.0 && span.is_finite()) {
+            return Affine {
+                scale: 0.0,
+                inverse: 0.0,
+                zero: 0,
+            };
+        }
+        let inverse = 255.0 / span;
+        Affine {
+            scale: span / 255.0,
+            inverse,
+            zero: ((-min * inverse).round_ties_even() as i32).clamp(0, 255),
+        }
+    }
+
+    /// The byte for `x`, rounding to nearest even as the vector conversions do.
+    pub fn quantize(self, x: f32) -> u8 {
+        ((x * self.inverse).round_ties_even() as i32 + self.zero).clamp(0, 255) as u8
     }
 }
 
@@ -275,15 +317,15 @@ pub unsafe fn bf16_rows<const R: usize>(
     }
 }
 
-/// Quantizes one row, smoothed per channel, to u8 with one symmetric scale:
-/// `out[j] = round(x[j] * smooth[j] / scale) + 128`, `scale = max|x * smooth| / 127`, and pads
-/// `out` past `x.len()` with 128 (zero). Returns the scale (0 for an all-zero row, whose bytes
-/// are all 128).
+/// Quantizes one row, smoothed per channel, to u8 over its own range (asymmetric, per token):
+/// `out[j] = round(x[j] · smooth[j] / scale) + zero` (see [`Affine`]); pads `out` past
+/// `x.len()` with `zero` (the weights there are 0). A row of GELU outputs spans about
+/// [-0.17, max]: its own range gives it nearly twice the steps a symmetric ±max would.
 ///
 /// # Safety
 /// The CPU must support AVX-512F/BW/VL; `smooth.len() == x.len() <= out.len()`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-pub unsafe fn quantize_row_u8(x: &[f32], smooth: &[f32], out: &mut [u8]) -> f32 {
+pub unsafe fn quantize_row_u8(x: &[f32], smooth: &[f32], out: &mut [u8]) -> Affine {
     let n = x.len();
     // SAFETY: masked loads read only lanes < n of x and smooth (both n long); masked stores
     // write only bytes < n ≤ out.len().
@@ -291,28 +333,36 @@ pub unsafe fn quantize_row_u8(x: &[f32], smooth: &[f32], out: &mut [u8]) -> f32 
         let load = |start: usize| {
             let mask = lanes(n - start);
             let v = _mm512_maskz_loadu_ps(mask, x.as_ptr().add(start));
-            _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mask, smooth.as_ptr().add(start)))
+            (
+                mask,
+                _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mask, smooth.as_ptr().add(start))),
+            )
         };
-        let mut max = _mm512_setzero_ps();
+        let (mut low, mut high) = (
+            _mm512_set1_ps(f32::INFINITY),
+            _mm512_set1_ps(f32::NEG_INFINITY),
+        );
         for start in (0..n).step_by(16) {
-            max = _mm512_max_ps(max, _mm512_abs_ps(load(start)));
+            let (mask, v) = load(start);
+            low = _mm512_mask_min_ps(low, mask, low, v);
+            high = _mm512_mask_max_ps(high, mask, high, v);
         }
-        let max = _mm512_reduce_max_ps(max);
-        if max == 0.0 || !max.is_finite() {
-            // A non-finite row has no meaningful scale; zeros keep the output finite.
-            out.fill(128);
-            return 0.0;
-        }
-        let inverse = _mm512_set1_ps(127.0 / max);
-        let bias = _mm512_set1_epi32(128);
+        let (min, max) = (_mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high));
+        let affine = Affine::of_range(min, max);
+        let (inverse, zero) = (
+            _mm512_set1_ps(affine.inverse),
+            _mm512_set1_epi32(affine.zero),
+        );
         for start in (0..n).step_by(16) {
-            // Round to nearest even (the default MXCSR mode), as `round_ties_even` does.
-            let q = _mm512_cvtps_epi32(_mm512_mul_ps(load(start), inverse));
-            let bytes = _mm512_cvtusepi32_epi8(_mm512_add_epi32(q, bias));
-            _mm_mask_storeu_epi8(out.as_mut_ptr().add(start).cast(), lanes(n - start), bytes);
+            let (mask, v) = load(start);
+            // Round to nearest even (the default MXCSR mode), as `round_ties_even` does;
+            // clamped at 0, then saturated to 255 by the conversion to bytes.
+            let q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inverse)), zero);
+            let bytes = _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, _mm512_setzero_si512()));
+            _mm_mask_storeu_epi8(out.as_mut_ptr().add(start).cast(), mask, bytes);
         }
-        out[n..].fill(128);
-        max / 127.0
+        out[n..].fill(affine.zero as u8);
+        affine
     }
 }
 
@@ -371,8 +421,9 @@ pub unsafe fn int8_tile(
     a: *const u8,
     lda: usize,
     scales_a: *const f32,
+    zeros_a: *const i32,
     b: *const i8,
-    offsets: *const i32,
+    sums: *const i32,
     scales_b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -382,7 +433,7 @@ pub unsafe fn int8_tile(
     unsafe {
         with_rows!(
             rows,
-            int8_rows(kq, a, lda, scales_a, b, offsets, scales_b, c, ldc, cols)
+            int8_rows(kq, a, lda, scales_a, zeros_a, b, sums, scales_b, c, ldc, cols)
         )
     }
 }
@@ -398,8 +449,9 @@ pub unsafe fn int8_tile_avx2(
     a: *const u8,
     lda: usize,
     scales_a: *const f32,
+    zeros_a: *const i32,
     b: *const i8,
-    offsets: *const i32,
+    sums: *const i32,
     scales_b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -408,8 +460,12 @@ pub unsafe fn int8_tile_avx2(
     // SAFETY: forwarded from the caller with R = rows.
     unsafe {
         match rows {
-            2 => int8_rows_avx2::<2>(kq, a, lda, scales_a, b, offsets, scales_b, c, ldc, cols),
-            1 => int8_rows_avx2::<1>(kq, a, lda, scales_a, b, offsets, scales_b, c, ldc, cols),
+            2 => int8_rows_avx2::<2>(
+                kq, a, lda, scales_a, zeros_a, b, sums, scales_b, c, ldc, cols,
+            ),
+            1 => int8_rows_avx2::<1>(
+                kq, a, lda, scales_a, zeros_a, b, sums, scales_b, c, ldc, cols,
+            ),
             _ => {}
         }
     }

@@ -1,10 +1,11 @@
 //! Int8 GEMM: `C = dequantize(quantize(A) · W) (+ epilogue)` with `W` quantized once at load
-//! (symmetric, one scale per output channel) and `A` quantized per row (per token) by the task
-//! that reads it, into a buffer that stays in L1/L2: the activations never take a separate
-//! pass through memory. The AVX-512 VNNI micro-kernel multiplies u8 activations (offset by
-//! +128, so they are unsigned) by s8 weights into i32; the offset comes back out through
-//! precomputed per-column sums, and the dequantization is fused into the tile's store.
-//! Bias, activation and residual are applied per row while the block is in L2, as in float32.
+//! (symmetric, one scale per output channel) and `A` quantized per row (per token, over the
+//! row's own range: u8 standing for `scale · (q - zero)`) by the task that reads it, into a
+//! buffer that stays in L1/L2: the activations never take a separate pass through memory. The
+//! micro-kernel (AVX-512 VNNI, or AVX2) multiplies the u8 activations by the s8 weights into
+//! i32; the rows' zero points come out exactly through precomputed per-column weight sums,
+//! and the dequantization is fused into the tile's store. Bias, activation and residual are applied
+//! per row while the block is in L2, as in float32.
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -13,11 +14,11 @@ use super::gemm::{self, Epilogue};
 use super::{Int8Dot, Int8Kind, Isa};
 
 #[cfg(target_arch = "x86_64")]
-use super::dot_x86::{self, MR, MR_AVX2, NR};
+use super::dot_x86::{self, Affine, MR, MR_AVX2, NR};
 #[cfg(not(target_arch = "x86_64"))]
 const NR: usize = 32;
 
-/// Largest quantized activation magnitude: symmetric ±127 (no -128), so negating is exact.
+/// Largest quantized weight magnitude for VNNI: symmetric ±127 (no -128), so negating is exact.
 const LEVELS: f32 = 127.0;
 
 /// Largest quantized weight magnitude for `kind`'s kernel: ±127, or ±63 on AVX2, whose
@@ -40,9 +41,6 @@ fn tile_rows(kind: Int8Kind) -> usize {
         Int8Kind::Avx2 => MR_AVX2,
     }
 }
-/// What every u8 activation is offset by, so the signed quantized value fits `vpdpbusd`'s
-/// unsigned operand.
-const ACTIVATION_OFFSET: i32 = 128;
 
 /// A `K × N` weight quantized to s8 per output column (±127, or ±63 for the AVX2 kernel) and
 /// packed in panels of `NR` columns:
@@ -60,8 +58,8 @@ pub struct PackedI8 {
     data: Vec<i8>,
     /// Per column: the dequantization scale, `max|w| / 127`.
     scales: Vec<f32>,
-    /// Per column: `128 · Σ_k q[k][j]`, what the activations' +128 offset adds to a dot product.
-    offsets: Vec<i32>,
+    /// Per column: `Σ_k q[k][j]`, what each unit of a row's zero point adds to its dot product.
+    sums: Vec<i32>,
     /// Per input channel: what activations are multiplied by before they are quantized (the
     /// weights' rows were multiplied by its inverse), all 1 unless smoothed.
     smooth: Vec<f32>,
@@ -123,13 +121,12 @@ impl PackedI8 {
         let panels = n.div_ceil(NR);
         let mut data = vec![0i8; panels * kq * NR];
         let mut scales = vec![0.0f32; panels * NR];
-        let mut offsets = vec![0i32; panels * NR];
+        let mut sums = vec![0i32; panels * NR];
         for j in 0..n {
             let row = &wt[j * k..(j + 1) * k];
             let quantized = quantize_symmetric(row, levels);
             scales[j] = quantized.scale;
-            offsets[j] =
-                ACTIVATION_OFFSET * quantized.values.iter().map(|&q| q as i32).sum::<i32>();
+            sums[j] = quantized.values.iter().map(|&q| q as i32).sum();
             let (panel, column) = (j / NR, j % NR);
             let base = panel * kq * NR;
             for (kk, &q) in quantized.values.iter().enumerate() {
@@ -143,7 +140,7 @@ impl PackedI8 {
             kq,
             data,
             scales,
-            offsets,
+            sums,
             smooth,
         }
     }
@@ -192,12 +189,13 @@ fn quantize_symmetric(x: &[f32], levels: f32) -> Quantized {
     }
 }
 
-/// The quantized rows of A a task reads: `kq` bytes per row, one scale per row. One per
-/// worker thread, reused by every task it runs (a block of 56 rows × 1536 is 86 KB).
+/// The quantized rows of A a task reads: `kq` bytes per row, one scale and zero point per row.
+/// One per worker thread, reused by every task it runs (a block of 56 rows × 1536 is 86 KB).
 #[derive(Default)]
 struct QuantizedRows {
     bytes: Vec<u8>,
     scales: Vec<f32>,
+    zeros: Vec<i32>,
 }
 
 thread_local! {
@@ -235,13 +233,19 @@ pub fn matmul(
     let body = |rows: Range<usize>, panels: Range<usize>, c: *mut f32| {
         QUANTIZED_ROWS.with(|cell| {
             let mut buffer = cell.borrow_mut();
-            let QuantizedRows { bytes, scales } = &mut *buffer;
+            let QuantizedRows {
+                bytes,
+                scales,
+                zeros,
+            } = &mut *buffer;
             bytes.resize(rows.len() * kq, 0);
             scales.resize(rows.len(), 0.0);
+            zeros.resize(rows.len(), 0);
             for (r, row) in rows.clone().enumerate() {
                 let source = &a[row * lda..row * lda + k];
                 let out = &mut bytes[r * kq..(r + 1) * kq];
-                scales[r] = quantize_row(dot, source, &b.smooth, out);
+                let affine = quantize_row(dot, source, &b.smooth, out);
+                (scales[r], zeros[r]) = (affine.scale, affine.zero);
             }
             for p in panels {
                 let columns = p * NR..((p + 1) * NR).min(n);
@@ -250,8 +254,8 @@ pub fn matmul(
                     let row0 = rows.start + first;
                     // SAFETY: `dot` proves the kernel's instructions (and the weights were
                     // quantized for it, asserted above); the tile's rows lie in the quantized
-                    // block (kq bytes each), the panel holds kq × NR bytes with NR offsets and
-                    // scales, and the task owns these rows × columns of C (`run_tasks`).
+                    // block (kq bytes each, a scale and zero point each), the panel holds kq × NR
+                    // bytes with NR sums and scales, and the task owns these rows × columns of C (`run_tasks`).
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
                         let tile = match dot.kind() {
@@ -264,8 +268,9 @@ pub fn matmul(
                             bytes.as_ptr().add(first * kq),
                             kq,
                             scales.as_ptr().add(first),
+                            zeros.as_ptr().add(first),
                             b.panel(p).as_ptr(),
-                            b.offsets.as_ptr().add(p * NR),
+                            b.sums.as_ptr().add(p * NR),
                             b.scales.as_ptr().add(p * NR),
                             c.add(row0 * ldc + columns.start),
                             ldc,
@@ -296,9 +301,9 @@ pub fn matmul(
     }
 }
 
-/// Quantizes one row of A, times `smooth`, into `out` (`kq` bytes, +128 offset, padded with
-/// 128); returns its scale.
-fn quantize_row(dot: Int8Dot, x: &[f32], smooth: &[f32], out: &mut [u8]) -> f32 {
+/// Quantizes one row of A, times `smooth`, into `out` (`kq` bytes over the row's own range,
+/// padded with its zero point); returns how its bytes map back.
+fn quantize_row(dot: Int8Dot, x: &[f32], smooth: &[f32], out: &mut [u8]) -> Affine {
     assert!(smooth.len() == x.len() && out.len() >= x.len());
     // SAFETY: an `Int8Dot` of a kind exists only on CPUs with its instructions (AVX-512F/BW/VL,
     // or AVX2; see `Int8Dot::detected`); the lengths are checked above.
@@ -326,13 +331,18 @@ mod tests {
             .collect()
     }
 
+    /// A row quantized over its own range, as the vector quantizers should.
+    fn quantize_affine(x: &[f32]) -> (Vec<u8>, Affine) {
+        let min = x.iter().fold(f32::INFINITY, |m, &v| m.min(v));
+        let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let affine = Affine::of_range(min, max);
+        (x.iter().map(|&v| affine.quantize(v)).collect(), affine)
+    }
+
     /// The exact integer arithmetic `dot`'s kernel should do, in f64 from the quantized values.
     fn reference(dot: Int8Dot, a: &[f32], k: usize, wt: &[f32], n: usize) -> Vec<f64> {
         let levels = weight_levels(dot.kind());
-        let rows: Vec<Quantized> = a
-            .chunks_exact(k)
-            .map(|r| quantize_symmetric(r, LEVELS))
-            .collect();
+        let rows: Vec<(Vec<u8>, Affine)> = a.chunks_exact(k).map(quantize_affine).collect();
         let columns: Vec<Quantized> = wt
             .chunks_exact(k)
             .map(|r| quantize_symmetric(r, levels))
@@ -341,10 +351,12 @@ mod tests {
         let mut c = vec![0.0f64; m * n];
         for i in 0..m {
             for j in 0..n {
+                let (bytes, affine) = &rows[i];
+                let w = &columns[j];
                 let dot: i64 = (0..k)
-                    .map(|kk| rows[i].values[kk] as i64 * columns[j].values[kk] as i64)
+                    .map(|kk| (bytes[kk] as i64 - affine.zero as i64) * w.values[kk] as i64)
                     .sum();
-                c[i * n + j] = dot as f64 * rows[i].scale as f64 * columns[j].scale as f64;
+                c[i * n + j] = dot as f64 * affine.scale as f64 * w.scale as f64;
             }
         }
         c
@@ -439,23 +451,23 @@ mod tests {
     #[test]
     fn every_vector_row_quantizer_matches_the_scalar_one() {
         for dot in Int8Dot::available() {
-            for len in [1, 7, 8, 9, 15, 16, 17, 383, 384, 1536] {
-                let x = data(len, len as u32);
+            let constant = vec![0.25f32; 20];
+            let shifted: Vec<f32> = data(40, 5).iter().map(|v| v + 3.0).collect();
+            let mut rows: Vec<Vec<f32>> = [1, 7, 8, 9, 15, 16, 17, 383, 384, 1536]
+                .iter()
+                .map(|&len| data(len, len as u32))
+                .collect();
+            rows.extend([constant, shifted, vec![0.0; 9]]);
+            for x in rows {
+                let len = x.len();
                 let smooth = data(len, 99);
                 let smoothed: Vec<f32> = x.iter().zip(&smooth).map(|(&v, &s)| v * s).collect();
-                let quantized = quantize_symmetric(&smoothed, LEVELS);
-                let mut out = vec![0u8; len.div_ceil(4) * 4];
-                let scale = quantize_row(dot, &x, &smooth, &mut out);
-                assert_eq!(scale, quantized.scale, "{} len {len}", dot.name());
-                for (j, &q) in quantized.values.iter().enumerate() {
-                    assert_eq!(
-                        out[j] as i32,
-                        q as i32 + 128,
-                        "{} len {len} at {j}",
-                        dot.name()
-                    );
-                }
-                assert!(out[len..].iter().all(|&b| b == 128));
+                let (bytes, affine) = quantize_affine(&smoothed);
+                let mut out = vec![7u8; len.div_ceil(4) * 4 + 4];
+                let got = quantize_row(dot, &x, &smooth, &mut out);
+                assert_eq!(got, affine, "{} len {len}", dot.name());
+                assert_eq!(&out[..len], &bytes[..], "{} len {len}", dot.name());
+                assert!(out[len..].iter().all(|&b| b as i32 == affine.zero));
             }
         }
     }

@@ -157,17 +157,6 @@ impl Int8Dot {
         }
     }
 
-    /// Whether the kernel takes full 8-bit weights (VNNI); the AVX2 one keeps them to 7 bits,
-    /// which costs accuracy (docs/PERFORMANCE.md).
-    pub fn full_weights(self) -> bool {
-        match self.0 {
-            #[cfg(target_arch = "x86_64")]
-            Int8Kind::Vnni512 => true,
-            #[cfg(target_arch = "x86_64")]
-            Int8Kind::Avx2 => false,
-        }
-    }
-
     pub(crate) fn kind(self) -> Int8Kind {
         self.0
     }
