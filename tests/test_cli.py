@@ -20,6 +20,7 @@ import time
 import numpy as np
 import numpy.typing as npt
 import pytest
+from _cpu import cpu_flags
 
 from minilm_fast import Encoder, __version__
 from minilm_fast.cli import X86_FEATURES, main
@@ -662,20 +663,6 @@ def test_download_prints_the_model_folder(
     assert err == ""
 
 
-def _cpu_flags() -> set[str]:
-    """The x86 flags of /proc/cpuinfo (none elsewhere, where info lists no features either)."""
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
-        return set()
-    try:
-        cpuinfo = pathlib.Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
 def test_info_shows_dimension_kernel_and_cpu_features(
     model_dir: pathlib.Path, encoder: Encoder, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -688,7 +675,7 @@ def test_info_shows_dimension_kernel_and_cpu_features(
     cpu = next(line for line in out.splitlines() if line.startswith("CPU:"))
     machine, _, features = cpu.removeprefix("CPU:").strip().partition(", ")
     assert machine == platform.machine()
-    assert features.split() == [f for f in X86_FEATURES if f in _cpu_flags()]
+    assert features.split() == [f for f in X86_FEATURES if f in cpu_flags()]
 
 
 def test_info_json(model_dir: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -700,7 +687,7 @@ def test_info_json(model_dir: pathlib.Path, capsys: pytest.CaptureFixture[str]) 
     assert facts["threads"] >= 1
     assert facts["simd"]
     assert facts["cpu"] == platform.machine()
-    assert facts["cpu_features"] == [f for f in X86_FEATURES if f in _cpu_flags()]
+    assert facts["cpu_features"] == [f for f in X86_FEATURES if f in cpu_flags()]
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,6 @@ import json
 import os
 import pathlib
 import pickle
-import platform
 import re
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 import pytest
+from _cpu import cpu_flags
 
 from minilm_fast import Encoder, quantization_ranges, quantize_embeddings
 from minilm_fast.cli import main
@@ -73,23 +73,9 @@ Floats = npt.NDArray[np.float64]
 # Helpers and fixtures
 
 
-def _cpu_flags() -> set[str]:
-    """The x86 flags of /proc/cpuinfo (none elsewhere)."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return set()
-    try:
-        cpuinfo = pathlib.Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
 def _best_mode() -> Compute:
     """What compute="auto" should pick on this CPU, judged from /proc/cpuinfo alone."""
-    flags = _cpu_flags()
+    flags = cpu_flags()
     best: Compute = next((m for m in REDUCED[::-1] if set(CPU_FLAGS[m]) <= flags), "float32")
     return best
 
@@ -143,7 +129,7 @@ class _Modes:
         encoder, _ = self.load(mode)
         ran = encoder.compute
         if ran != mode:
-            missing = [flag for flag in CPU_FLAGS.get(mode, ()) if flag not in _cpu_flags()]
+            missing = [flag for flag in CPU_FLAGS.get(mode, ()) if flag not in cpu_flags()]
             if missing:
                 pytest.skip(
                     f"compute={mode!r} needs {', '.join(missing)}, which this CPU lacks "

@@ -488,6 +488,7 @@ unsafe fn tile_scalar(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_data::uniform as data;
 
     fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
         let mut c = vec![0.0f64; m * n];
@@ -499,18 +500,6 @@ mod tests {
             }
         }
         c
-    }
-
-    fn data(len: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state % 2000) as f32 / 1000.0 - 1.0
-            })
-            .collect()
     }
 
     #[test]

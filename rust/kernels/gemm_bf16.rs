@@ -244,18 +244,7 @@ fn convert_row(dot: Bf16Dot, x: &[f32], out: &mut [u16]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(len: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state % 2000) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::kernels::test_data::uniform as data;
 
     #[test]
     fn rounding_is_to_nearest_even() {

@@ -318,18 +318,7 @@ fn quantize_row(dot: Int8Dot, x: &[f32], smooth: &[f32], out: &mut [u8]) -> Affi
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(len: usize, seed: u32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state % 2000) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::kernels::test_data::uniform as data;
 
     /// A row quantized over its own range, as the vector quantizers should.
     fn quantize_affine(x: &[f32]) -> (Vec<u8>, Affine) {

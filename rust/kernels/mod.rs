@@ -17,6 +17,8 @@ mod gemm_x86;
 mod neon;
 mod scalar;
 pub mod short_attention;
+#[cfg(test)]
+mod test_data;
 pub mod vecmath;
 #[cfg(target_arch = "x86_64")]
 mod x86;
