@@ -182,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("float32", "bfloat16", "int8", "auto"),
         default="float32",
         help="arithmetic of the linear layers: float32 (default, sentence-transformers' "
-        "results), bfloat16 (AVX512-BF16), int8 (AVX-512 VNNI) or auto (the fastest this CPU "
-        "runs); see docs/PERFORMANCE.md for their quality",
+        "results), bfloat16 (AVX512-BF16), int8 (AVX-512 VNNI or AVX2) or auto (the fastest "
+        "this CPU runs); see docs/PERFORMANCE.md for their quality",
     )
     engine_group.add_argument(
         "--max-seq-length",

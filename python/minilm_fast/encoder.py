@@ -113,7 +113,7 @@ class Encoder:
         truncate_dim: keep only the first dimensions of every embedding (Matryoshka models).
         compute: the arithmetic of the encoder's linear layers. ``"float32"`` (the default)
             matches sentence-transformers to cosine 0.99999. ``"bfloat16"`` (CPUs with
-            AVX512-BF16) and ``"int8"`` (CPUs with AVX-512 VNNI) are faster and stay within
+            AVX512-BF16) and ``"int8"`` (AVX-512 VNNI, or AVX2) are faster and stay within
             the quality gates in docs/PERFORMANCE.md; ``"auto"`` picks the fastest this CPU
             runs. A mode the CPU lacks computes in float32 with a warning; ``Encoder.compute``
             says what runs. Unrelated to ``encode(precision=...)``, which quantizes the output.
@@ -153,8 +153,9 @@ class Encoder:
         self._native = NativeModel(str(self.model_path), threads, compute)
         if compute not in ("auto", self._native.compute):
             warnings.warn(
-                f"compute={compute!r} needs instructions this CPU lacks "
-                f"({_COMPUTE_NEEDS[compute]}); computing in {self._native.compute}",
+                f"compute={compute!r} needs {_COMPUTE_NEEDS[compute]}, which this process "
+                f"cannot use (the CPU lacks it, or MINILM_FAST_ISA chose less); computing in "
+                f"{self._native.compute}",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -779,7 +780,7 @@ def _check_flag(name: str, value: object) -> bool:
     return bool(value)
 
 
-_COMPUTE_NEEDS = {"bfloat16": "AVX512-BF16", "int8": "AVX-512 VNNI", "float32": "none"}
+_COMPUTE_NEEDS = {"bfloat16": "AVX512-BF16", "int8": "AVX2 or AVX-512 VNNI", "float32": "nothing"}
 
 
 def _check_long_text(value: object) -> LongText:
