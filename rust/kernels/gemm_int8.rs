@@ -463,46 +463,48 @@ mod tests {
 
     #[test]
     fn smoothing_keeps_the_product_and_tames_outlier_channels() {
-        let Some(dot) = Int8Dot::detected() else {
-            return;
-        };
         let isa = Isa::detected();
-        let (m, k, n) = (16, 384, 64);
-        // Channels 7 and 200 are 40x the others, as in BERT's LayerNorm outputs.
-        let range: Vec<f32> = (0..k)
-            .map(|c| if c == 7 || c == 200 { 40.0 } else { 1.0 })
-            .collect();
-        let a: Vec<f32> = data(m * k, 8)
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| v * range[i % k])
-            .collect();
-        let wt = data(n * k, 9);
-        let exact: Vec<f64> = (0..m * n)
-            .map(|idx| {
-                let (i, j) = (idx / n, idx % n);
-                (0..k)
-                    .map(|kk| a[i * k + kk] as f64 * wt[j * k + kk] as f64)
-                    .sum()
-            })
-            .collect();
-        let error = |packed: &PackedI8| {
-            let mut c = vec![0.0f32; m * n];
-            matmul(dot, isa, &a, k, m, packed, &mut c, n, Epilogue::None, false);
-            let num: f64 = c
+        for dot in Int8Dot::available() {
+            let (m, k, n) = (16, 384, 64);
+            // Channels 7 and 200 are 40x the others, as in BERT's LayerNorm outputs.
+            let range: Vec<f32> = (0..k)
+                .map(|c| if c == 7 || c == 200 { 40.0 } else { 1.0 })
+                .collect();
+            let a: Vec<f32> = data(m * k, 8)
                 .iter()
-                .zip(&exact)
-                .map(|(&g, &e)| (g as f64 - e).powi(2))
-                .sum();
-            let den: f64 = exact.iter().map(|e| e * e).sum();
-            (num / den).sqrt()
-        };
-        let plain = error(&PackedI8::quantize_transposed(dot, &wt, k, n));
-        let smoothed = error(&PackedI8::quantize_smoothed(dot, &wt, k, n, &range));
-        assert!(smoothed < 0.02, "relative error {smoothed}");
-        assert!(
-            smoothed < 0.5 * plain,
-            "smoothed {smoothed} vs plain {plain}"
-        );
+                .enumerate()
+                .map(|(i, &v)| v * range[i % k])
+                .collect();
+            let wt = data(n * k, 9);
+            let exact: Vec<f64> = (0..m * n)
+                .map(|idx| {
+                    let (i, j) = (idx / n, idx % n);
+                    (0..k)
+                        .map(|kk| a[i * k + kk] as f64 * wt[j * k + kk] as f64)
+                        .sum()
+                })
+                .collect();
+            let error = |packed: &PackedI8| {
+                let mut c = vec![0.0f32; m * n];
+                matmul(dot, isa, &a, k, m, packed, &mut c, n, Epilogue::None, false);
+                let num: f64 = c
+                    .iter()
+                    .zip(&exact)
+                    .map(|(&g, &e)| (g as f64 - e).powi(2))
+                    .sum();
+                let den: f64 = exact.iter().map(|e| e * e).sum();
+                (num / den).sqrt()
+            };
+            let plain = error(&PackedI8::quantize_transposed(dot, &wt, k, n));
+            let smoothed = error(&PackedI8::quantize_smoothed(dot, &wt, k, n, &range));
+            // The error falls to a third with 8-bit weights (VNNI: 0.0084 vs 0.0251), to 0.56
+            // with AVX2's 7-bit ones (0.0141 vs 0.0254), whose own error is most of the rest.
+            assert!(smoothed < 0.02, "{}: relative error {smoothed}", dot.name());
+            assert!(
+                smoothed < 0.65 * plain,
+                "{}: smoothed {smoothed} vs plain {plain}",
+                dot.name()
+            );
+        }
     }
 }
