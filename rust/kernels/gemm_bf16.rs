@@ -67,10 +67,9 @@ impl PackedBf16 {
     pub fn refill_transposed(&mut self, bt: &[f32], k: usize, n: usize, ldbt: usize) {
         self.reshape(k, n);
         for j in 0..n {
-            let (panel, column) = (j / NR, j % NR);
-            let base = panel * self.k2 * NR + column * 2;
             for (kk, &w) in bt[j * ldbt..j * ldbt + k].iter().enumerate() {
-                self.data[base + (kk / 2) * 2 * NR + kk % 2] = to_bf16(w);
+                let at = self.slot(kk, j);
+                self.data[at] = to_bf16(w);
             }
         }
     }
@@ -81,11 +80,15 @@ impl PackedBf16 {
         self.reshape(k, n);
         for kk in 0..k {
             for (j, &v) in b[kk * ldb..kk * ldb + n].iter().enumerate() {
-                let (panel, column) = (j / NR, j % NR);
-                let at = panel * self.k2 * NR + (kk / 2) * 2 * NR + column * 2 + kk % 2;
+                let at = self.slot(kk, j);
                 self.data[at] = to_bf16(v);
             }
         }
+    }
+
+    /// Where element (row `kk`, column `j`) of B lives: its panel, its pair step, its lane.
+    fn slot(&self, kk: usize, j: usize) -> usize {
+        (j / NR) * self.k2 * NR + (kk / 2) * 2 * NR + (j % NR) * 2 + kk % 2
     }
 
     /// Sizes the buffer for `K × N`, zeroed so the padding (odd K, N past a panel) is zero.

@@ -230,6 +230,12 @@ pub fn matmul(
     assert!(lda >= k && a.len() >= (m - 1) * lda + k);
     assert!(ldc >= n && c.len() >= (m - 1) * ldc + n);
     gemm::check_epilogue(&epilogue, m, n);
+    // The kernel, picked once per call rather than per tile.
+    #[cfg(target_arch = "x86_64")]
+    let tile = match dot.kind() {
+        Int8Kind::Vnni512 => dot_x86::int8_tile,
+        Int8Kind::Avx2 => dot_x86::int8_tile_avx2,
+    };
     let body = |rows: Range<usize>, panels: Range<usize>, c: *mut f32| {
         QUANTIZED_ROWS.with(|cell| {
             let mut buffer = cell.borrow_mut();
@@ -254,14 +260,11 @@ pub fn matmul(
                     let row0 = rows.start + first;
                     // SAFETY: `dot` proves the kernel's instructions (and the weights were
                     // quantized for it, asserted above); the tile's rows lie in the quantized
-                    // block (kq bytes each, a scale and zero point each), the panel holds kq × NR
-                    // bytes with NR sums and scales, and the task owns these rows × columns of C (`run_tasks`).
+                    // block (kq bytes each, a scale and zero point each), the panel holds
+                    // kq × NR bytes with NR sums and scales, and the task owns these rows ×
+                    // columns of C (`run_tasks`).
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
-                        let tile = match dot.kind() {
-                            Int8Kind::Vnni512 => dot_x86::int8_tile,
-                            Int8Kind::Avx2 => dot_x86::int8_tile_avx2,
-                        };
                         tile(
                             tile_rows,
                             kq,
@@ -310,6 +313,7 @@ fn quantize_row(dot: Int8Dot, x: &[f32], smooth: &[f32], out: &mut [u8]) -> Affi
     match dot.kind() {
         #[cfg(target_arch = "x86_64")]
         Int8Kind::Vnni512 => unsafe { dot_x86::quantize_row_u8(x, smooth, out) },
+        // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         Int8Kind::Avx2 => unsafe { dot_x86::quantize_row_u8_avx2(x, smooth, out) },
     }

@@ -112,17 +112,12 @@ impl Int8Dot {
         #[cfg(target_arch = "x86_64")]
         {
             let isa = Isa::detected().0;
-            if isa == Kind::Avx512
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-                && std::arch::is_x86_feature_detected!("avx512vnni")
-            {
-                return Some(Int8Dot(Int8Kind::Vnni512));
-            }
-            if isa == Kind::Avx512 || isa == Kind::Avx2Fma {
-                return Some(Int8Dot(Int8Kind::Avx2));
-            }
+            Self::available().into_iter().rev().find(|dot| match dot.0 {
+                Int8Kind::Vnni512 => isa == Kind::Avx512,
+                Int8Kind::Avx2 => isa == Kind::Avx512 || isa == Kind::Avx2Fma,
+            })
         }
+        #[cfg(not(target_arch = "x86_64"))]
         None
     }
 
