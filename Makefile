@@ -52,6 +52,32 @@ compare: $(VENV)/.installed $(MIRROR_WHEEL) ## minilm_fast against its peers in 
 	$(MODEL_DIR) && $(PY) benches/compare.py --threads 2 --model-dir "$$model" \
 		--peers-python $(PEERS_PY) $(COMPARE_ARGS)
 
+# Before and after a change: the wheel of another revision in a venv of its own, for
+# `make compare COMPARE_ARGS="--baseline-python $(BASELINE_PY)"`. Pass the commit you compare
+# against (BASELINE_REV=HEAD~1, a branch, a sha); the default HEAD is the last commit, for
+# measuring uncommitted work. Exported with `git archive` (committed files only) and built with
+# its own CARGO_TARGET_DIR; installed with its runtime dependencies (the worker needs numpy and
+# tokenizers, not the [all] extras).
+BASELINE_REV ?= HEAD
+BASELINE_DIR := $(CURDIR)/.cache/baseline
+BASELINE_PY := $(BASELINE_DIR)/venv/bin/python
+
+.PHONY: baseline
+baseline: ## the wheel of BASELINE_REV (the commit to compare against) in .cache/baseline/venv
+	rev="$$(git rev-parse --verify "$(BASELINE_REV)^{commit}")" && \
+	rm -rf $(BASELINE_DIR)/src $(BASELINE_DIR)/dist && mkdir -p $(BASELINE_DIR)/src && \
+	git archive --format=tar "$$rev" | tar -x -C $(BASELINE_DIR)/src && \
+	{ test -x $(BASELINE_PY) || $(PYTHON) -m venv $(BASELINE_DIR)/venv; } && \
+	$(BASELINE_PY) -m pip install -q "maturin>=1.7,<2" && \
+	( cd $(BASELINE_DIR)/src && CARGO_TARGET_DIR=$(BASELINE_DIR)/target \
+		$(BASELINE_DIR)/venv/bin/maturin build --release --out $(BASELINE_DIR)/dist \
+		--interpreter $(BASELINE_PY) ) && \
+	$(BASELINE_PY) -m pip install -q --force-reinstall --no-deps $(BASELINE_DIR)/dist/minilm_fast-*.whl && \
+	$(BASELINE_PY) -m pip install -q "$$(ls $(BASELINE_DIR)/dist/minilm_fast-*.whl)" && \
+	git log -1 --format='%h %s' "$$rev" > $(BASELINE_DIR)/venv/BASELINE_REV && \
+	echo "baseline: $$(cat $(BASELINE_DIR)/venv/BASELINE_REV)" && \
+	echo "use: make compare COMPARE_ARGS=\"--baseline-python $(BASELINE_PY)\""
+
 lint: $(VENV)/.installed ## rustfmt, clippy, ruff, stub check
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
