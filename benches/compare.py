@@ -8,9 +8,15 @@ minilm_fast's bfloat16 and int8 modes (``Encoder(compute=...)``) run as engines 
     python benches/compare.py --threads 2 --texts ../shared/data/stsb_dev.tsv
     python benches/compare.py --quick                  # a short run while developing
     python benches/compare.py --threads 1 --engines minilm_fast,onnxruntime
+    make baseline BASELINE_REV=HEAD~1  # once: an earlier revision's wheel (.cache/baseline)
+    python benches/compare.py --baseline-python .cache/baseline/venv/bin/python
 
 Every engine runs in its own worker process (benches/peers/worker.py): minilm_fast with this
-Python, the peers with ``--peers-python`` (the venv ``make peers`` made). The driver sends one
+Python, the peers with ``--peers-python`` (the venv ``make peers`` made). With
+``--baseline-python`` (the venv ``make baseline`` made) minilm_fast's three engines run a second
+time, as ``minilm_fast-baseline``, ``minilm_fast-bf16-baseline`` and
+``minilm_fast-int8-baseline``, with that venv's wheel: before and after a change in one run, the
+report's "Against the baseline" table giving current / baseline. The driver sends one
 command at a time, so one engine computes while the others wait, and the order of engines turns
 every round, so drift and noisy neighbours hit all of them alike. Reported numbers are medians
 over rounds. Peak RSS comes from separate fresh processes, one per engine and workload, that
@@ -283,6 +289,37 @@ def peers_manifest(peers_dir: Path, model_dir: Path) -> dict[str, Any] | None:
             "rerun scripts/prepare_peers.py (make peers)"
         )
     return manifest
+
+
+def baseline_meta(python: str | None) -> dict[str, Any] | None:
+    """Which revisions the baseline engines and the current ones come from: the baseline's from
+    the BASELINE_REV file `make baseline` leaves in its venv, the current ones' as the checkout
+    (`make` builds .venv's wheel from the working tree)."""
+    if python is None:
+        return None
+    stamp = Path(python).parent.parent / "BASELINE_REV"  # venv/bin/python -> venv/BASELINE_REV
+    try:
+        revision: str | None = stamp.read_text(encoding="utf-8").strip()
+    except OSError:
+        revision = None
+    try:
+        checkout: str | None = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "log", "-1", "--format=%h %s"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        if dirty:
+            checkout = f"{checkout} (with uncommitted changes)"
+    except (OSError, subprocess.CalledProcessError):
+        checkout = None
+    return {"python": python, "revision": revision, "checkout": checkout}
 
 
 @dataclass
@@ -558,9 +595,15 @@ def main(argv: list[str] | None = None) -> int:
         help="Python of the peers' venv (default: %(default)s)",
     )
     parser.add_argument(
+        "--baseline-python",
+        help="Python of a venv with an earlier revision's wheel (make baseline: "
+        f".cache/baseline/venv/bin/python); adds {', '.join(engine_specs.BASELINE_OF)}",
+    )
+    current = [k for k in engine_specs.SPECS if k not in engine_specs.BASELINE_OF]
+    parser.add_argument(
         "--engines",
-        default=",".join(engine_specs.SPECS),
-        help="comma-separated subset (default: %(default)s)",
+        help=f"comma-separated subset (default: {','.join(current)}, and with "
+        "--baseline-python the baseline engines)",
     )
     parser.add_argument("--quick", action="store_true", help="a short run for development")
     parser.add_argument("--repeats", type=int, help="rounds of short + long (default 5; quick 2)")
@@ -590,6 +633,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.model_dir = resolve_model_dir(args.model_dir)
     args.peers_dir = args.peers_dir.resolve()
+    # Workers start in benches/: absolute interpreter paths, but not resolved (a venv's python
+    # is a symlink out of the venv).
+    args.peers_python = os.path.abspath(args.peers_python)
     out_dir: Path = args.out_dir or (
         REPO_ROOT / ".cache" / "compare" if quick else REPO_ROOT / "docs"
     )
@@ -597,11 +643,20 @@ def main(argv: list[str] | None = None) -> int:
     for old in logs.glob("*.log"):
         old.unlink()
 
+    if args.baseline_python is not None:
+        if not Path(args.baseline_python).is_file():
+            parser.error(f"--baseline-python {args.baseline_python}: no such file (make baseline)")
+        args.baseline_python = os.path.abspath(args.baseline_python)
     manifest = peers_manifest(args.peers_dir, args.model_dir)
-    keys = [k.strip() for k in args.engines.split(",") if k.strip()]
+    if args.engines is None:
+        keys = current + (list(engine_specs.BASELINE_OF) if args.baseline_python else [])
+    else:
+        keys = [k.strip() for k in args.engines.split(",") if k.strip()]
     unknown = [k for k in keys if k not in engine_specs.SPECS]
     if unknown:
         parser.error(f"unknown engines {unknown}; known: {', '.join(engine_specs.SPECS)}")
+    if args.baseline_python is None and any(k in engine_specs.BASELINE_OF for k in keys):
+        parser.error("the baseline engines need --baseline-python (make baseline)")
     notes: list[str] = []
     if manifest is None:
         missing = [k for k in keys if k in engine_specs.PEER_FILES]
@@ -617,10 +672,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"no peers' Python at {args.peers_python} (make peers): skipped {', '.join(peers)}"
             )
         keys = [k for k in keys if k not in peers]
-    pythons = {
-        k: sys.executable if engine_specs.SPECS[k].interpreter == "self" else args.peers_python
-        for k in keys
+    interpreters = {
+        "self": sys.executable,
+        "peers": args.peers_python,
+        "baseline": args.baseline_python,
     }
+    pythons = {k: interpreters[engine_specs.SPECS[k].interpreter] for k in keys}
 
     tok = load_tokenizer(args.model_dir)
     gold: list[float] | None = None
@@ -659,6 +716,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": quick,
         "model_dir": str(args.model_dir),
         "peers": manifest,
+        "baseline": baseline_meta(args.baseline_python),
     }
     work_meta = {
         "short": {
@@ -684,6 +742,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{meta['machine']}; python {meta['python']}; threads {s.threads}, batch {s.batch_size}, "
         f"{s.repeats} rounds; model {args.model_dir}"
     )
+    if meta["baseline"] is not None:
+        b = meta["baseline"]
+        print(
+            f"baseline: {b['revision'] or 'unknown revision'} ({b['python']}); "
+            f"current: {sys.executable}, checkout {b['checkout'] or '?'}"
+        )
 
     for note in notes:
         print(f"note: {note}")

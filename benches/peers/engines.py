@@ -32,7 +32,9 @@ class Spec:
     key: str
     label: str  # what the tables call it
     precision: str  # "fp32", "bf16" or "int8": ratios are taken against the best fp32 peer only
-    interpreter: str  # "self": the driver's Python (minilm_fast's venv); "peers": the peers venv
+    # "self": the driver's Python (minilm_fast's venv); "peers": the peers' venv; "baseline":
+    # the venv with an earlier revision's wheel (--baseline-python)
+    interpreter: str
     how: str  # one line for the docs: what exactly runs
     env: dict[str, str] = field(default_factory=dict)  # set in the worker before any import
 
@@ -110,12 +112,35 @@ SPECS: dict[str, Spec] = {
     )
 }
 
+# Before and after a change: minilm_fast's three engines again, each run exactly as its twin
+# but by another Python, one with the wheel of an earlier revision (``make baseline``, then
+# ``compare.py --baseline-python``). baseline key -> its twin.
+BASELINE_OF: dict[str, str] = {
+    "minilm_fast-baseline": "minilm_fast",
+    "minilm_fast-bf16-baseline": "minilm_fast-bf16",
+    "minilm_fast-int8-baseline": "minilm_fast-int8",
+}
+SPECS.update(
+    {
+        key: Spec(
+            key,
+            f"{SPECS[twin].label} (baseline)",
+            SPECS[twin].precision,
+            "baseline",
+            f"as {twin}, with the baseline's wheel (--baseline-python)",
+            SPECS[twin].env,
+        )
+        for key, twin in BASELINE_OF.items()
+    }
+)
+
 # minilm_fast's engines: key -> the ``compute=`` mode its Encoder is built with.
 MINILM_FAST_COMPUTE: dict[str, Literal["float32", "bfloat16", "int8"]] = {
     "minilm_fast": "float32",
     "minilm_fast-bf16": "bfloat16",
     "minilm_fast-int8": "int8",
 }
+MINILM_FAST_COMPUTE.update({key: MINILM_FAST_COMPUTE[twin] for key, twin in BASELINE_OF.items()})
 
 # Where scripts/prepare_peers.py puts each peer's files, relative to the peers folder.
 PEER_FILES: dict[str, str] = {

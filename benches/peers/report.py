@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .engines import MINILM_FAST_COMPUTE, SPECS
+from .engines import BASELINE_OF, MINILM_FAST_COMPUTE, SPECS
 
 BENCHES = Path(__file__).resolve().parent.parent
 
@@ -49,11 +49,11 @@ def _ratio(x: float, best: float | None) -> str:
 
 
 def best_fp32_peer(results: dict[str, Any], values: dict[str, float], higher: bool) -> str | None:
-    """The fp32 peer (not minilm_fast) with the best value."""
+    """The fp32 peer (not minilm_fast, nor its baseline) with the best value."""
     peers = [
         k
         for k, e in results["engines"].items()
-        if k != "minilm_fast" and e["precision"] == "fp32" and k in values
+        if k not in MINILM_FAST_COMPUTE and e["precision"] == "fp32" and k in values
     ]
     if not peers:
         return None
@@ -63,7 +63,7 @@ def best_fp32_peer(results: dict[str, Any], values: dict[str, float], higher: bo
 def _engine_label(results: dict[str, Any], key: str) -> str:
     e = results["engines"][key]
     label = str(e["label"])
-    if key in MINILM_FAST_COMPUTE:
+    if key in MINILM_FAST_COMPUTE and key not in BASELINE_OF:
         label = f"**{label}**"
     return label
 
@@ -294,6 +294,78 @@ def quantized_targets(results: dict[str, Any]) -> list[str]:
     ]
 
 
+# Before and after: current ÷ baseline must be at least this for texts/s, at most its inverse
+# bound (1.03) for the one-query median.
+BASELINE_TOLERANCE = 0.03
+
+
+def baseline_table(results: dict[str, Any]) -> list[str]:
+    """minilm_fast's engines against the same engines with the baseline's wheel, in this run:
+    short and long texts/s and the one-query median, current ÷ baseline, each within 3% or not."""
+    meta = results["meta"].get("baseline")
+    if not meta:
+        return []
+    skipped = results.get("skipped") or {}
+    low, high = 1 - BASELINE_TOLERANCE, 1 + BASELINE_TOLERANCE
+    rows = []
+    for base, key in BASELINE_OF.items():
+        mode = MINILM_FAST_COMPUTE[key]
+        missing = [k for k in (key, base) if k not in results["engines"]]
+        if missing:
+            why = "; ".join(
+                skipped[k].splitlines()[0] if k in skipped else f"{k} not among --engines"
+                for k in missing
+            )
+            rows.append(f"| {mode} | every workload | – | – | not measured: {why} | – |")
+            continue
+        for wl in ("short", "long", "query"):
+            values = _speeds(results, wl)
+            mine, theirs = values.get(key), values.get(base)
+            if mine is None or theirs is None:
+                continue
+            ratio = mine / theirs
+            if wl == "query":
+                what, shown = "one query, median", (f"{mine:.2f} ms", f"{theirs:.2f} ms")
+                ok = ratio <= high
+            else:
+                what, shown = f"{wl} texts/s", (f"{mine:.1f}", f"{theirs:.1f}")
+                ok = ratio >= low
+            verdict = "yes" if ok else "**no**"
+            rows.append(f"| {mode} | {what} | {shown[0]} | {shown[1]} | {ratio:.3f} | {verdict} |")
+    if not rows:
+        return []
+
+    def short(rev: str | None) -> str | None:
+        return rev if rev is None or len(rev) <= 60 else rev[:59] + "…"
+
+    revision = short(meta.get("revision")) or "an unrecorded revision"
+    checkout = short(meta.get("checkout")) or "?"
+    intro = (
+        f"minilm_fast's engines (this Python's wheel; checkout: {checkout}) against the same "
+        f"engines with the baseline's wheel ({revision}; `{meta['python']}`), alternating in "
+        f"this run. Within {100 * BASELINE_TOLERANCE:.0f}%: texts/s at least {low:.2f}× the "
+        f"baseline's, the one-query median at most {high:.2f}×. Same code on both sides shows "
+        "the run's noise."
+    )
+    share = (results.get("noise") or {}).get("share")
+    if share is not None and share > 0.05:
+        intro += (
+            f" **Noisy run**: other processes took {100 * share:.0f}% of the machine's CPU "
+            "time while engines were measured; ratios this far from 1 may be noise."
+        )
+    return [
+        "",
+        "## Against the baseline",
+        "",
+        intro,
+        "",
+        "| compute | workload | current | baseline | current ÷ baseline | "
+        f"within {100 * BASELINE_TOLERANCE:.0f}% |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def quality_table(results: dict[str, Any]) -> list[str]:
     """STS-B Spearman and cosine to minilm_fast float32, per engine."""
     quality = results.get("quality") or {}
@@ -389,6 +461,7 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
 
     lines += targets(results)
     lines += quantized_targets(results)
+    lines += baseline_table(results)
     lines += [
         "",
         "## Engines",
@@ -533,7 +606,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
                 ys,
                 marker="o",
                 linewidth=2.6 if k in MINILM_FAST_COMPUTE else 1.4,
-                linestyle="--" if e["precision"] != "fp32" else "-",
+                linestyle=":" if k in BASELINE_OF else "--" if e["precision"] != "fp32" else "-",
                 label=e["label"],
             )
         tokens = results["workloads"]["sweep"][length]["tokens"]

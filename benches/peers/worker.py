@@ -1,9 +1,10 @@
 """One engine in its own process, driven by benches/compare.py over stdin/stdout.
 
 Why a process per engine: peak RSS is only an engine's own in a process that holds nothing
-else; idle torch or OpenMP threads of one engine cannot slow another; and minilm_fast and the
-peers may live in different virtualenvs. Throughput still alternates fairly: the driver sends
-one command at a time, so exactly one engine computes while the others wait on a read.
+else; idle torch or OpenMP threads of one engine cannot slow another; and minilm_fast, the
+peers and an earlier revision's minilm_fast (the baseline) may live in different virtualenvs.
+Throughput still alternates fairly: the driver sends one command at a time, so exactly one
+engine computes while the others wait on a read.
 
     python -m peers.worker --engine KEY --model-dir DIR --peers-dir DIR --threads N
 
@@ -49,6 +50,9 @@ IMPORTS = {
     "ctranslate2": ["ctranslate2"],
     "ctranslate2-int8": ["ctranslate2"],
     "sentence-transformers": ["torch", "sentence_transformers"],
+    "minilm_fast-baseline": ["minilm_fast"],
+    "minilm_fast-bf16-baseline": ["minilm_fast"],
+    "minilm_fast-int8-baseline": ["minilm_fast"],
 }
 LOAD_PROBE = "how do I reset my email password?"
 
