@@ -14,7 +14,6 @@ use rayon::prelude::*;
 use crate::kernels::gemm::{self, Epilogue, PackedB};
 use crate::kernels::gemm_bf16::{self, PackedBf16};
 use crate::kernels::{short_attention, vecmath, Bf16Dot, Isa};
-use crate::packing::PackedTokens;
 
 /// Buffers one attention task needs, kept per worker thread and reused across tasks.
 struct Scratch {
@@ -34,11 +33,12 @@ thread_local! {
 }
 
 /// `qkv`: [tokens, 3 * hidden] (Q | K | V, heads side by side in each); `context`: [tokens,
-/// hidden], every element overwritten. `bf16`: run the GEMMs of long sequences in bf16.
+/// hidden], every element overwritten; sequence `s` is rows `offsets[s]..offsets[s + 1]`
+/// (rising, ending at `tokens`). `bf16`: run the GEMMs of long sequences in bf16.
 pub fn self_attention(
     isa: Isa,
     bf16: Option<Bf16Dot>,
-    tokens: &PackedTokens,
+    offsets: &[u32],
     qkv: &[f32],
     heads: usize,
     head_dim: usize,
@@ -46,17 +46,18 @@ pub fn self_attention(
 ) {
     let hidden = heads * head_dim;
     let row = 3 * hidden;
-    assert!(qkv.len() >= tokens.len() * row && context.len() >= tokens.len() * hidden);
+    let tokens = offsets.last().map_or(0, |&t| t as usize);
+    assert!(qkv.len() >= tokens * row && context.len() >= tokens * hidden);
     let scale = 1.0 / (head_dim as f32).sqrt();
     // A (sequence, head) of a short sentence is a few microseconds of work, less than the
     // cost of a rayon task and a scratch lookup: heads are grouped so that there are about
     // gemm::TASKS_PER_THREAD tasks per thread, and a task runs its heads back to back.
-    let sequences = tokens.sequences();
+    let sequences = offsets.len().saturating_sub(1);
     let wanted = gemm::TASKS_PER_THREAD * rayon::current_num_threads();
     let heads_per_task = (sequences * heads / wanted).clamp(1, heads.max(1));
     let context_addr = context.as_mut_ptr() as usize;
     let task = |(sequence, first_head): (usize, usize)| {
-        let range = tokens.range(sequence);
+        let range = offsets[sequence] as usize..offsets[sequence + 1] as usize;
         let n = range.len();
         if n == 0 {
             return;

@@ -1,6 +1,8 @@
 //! The sentence encoder a caller holds: a BERT model, its sentence-transformers pipeline
 //! (pooling, normalisation) and a private thread pool sized by the caller, so `threads = 1`
-//! really uses one core and two encoders never fight over a global pool.
+//! really uses one core and two encoders never fight over a global pool. On the fused
+//! backend a batch is packed and cut into groups of sequences, each run through the whole
+//! encoder on a thread of its own.
 
 use std::path::Path;
 
@@ -11,9 +13,12 @@ use crate::compute::Compute;
 use crate::config::{BertConfig, SentenceConfig};
 use crate::error::{Error, Result};
 use crate::kernels::Isa;
-use crate::model::BertModel;
+use crate::model::{Backend, BertModel};
+use crate::ops::PoolOp;
 use crate::packing::PackedTokens;
 use crate::pooling;
+use crate::stage_timing::{timed, Stage};
+use crate::workspace::with_floats;
 
 /// Far beyond any sensible count; refuses typos like `threads=10_000` before spawning.
 const MAX_THREADS: usize = 1024;
@@ -45,6 +50,18 @@ impl SentenceEncoder {
         threads: Option<usize>,
         compute: Compute,
     ) -> Result<Self> {
+        Self::load_on(model_dir, threads, compute, Backend::Fused)
+    }
+
+    /// [`SentenceEncoder::load_with_compute`] on `backend`: [`Backend::Fused`] is the fast CPU
+    /// engine; [`Backend::Stock`] runs Candle's own ops (on the CPU, the reference the fused
+    /// engine is tested against; float32 only).
+    pub fn load_on(
+        model_dir: &Path,
+        threads: Option<usize>,
+        compute: Compute,
+        backend: Backend,
+    ) -> Result<Self> {
         if !model_dir.is_dir() {
             return Err(Error::MissingFile {
                 path: model_dir.to_owned(),
@@ -66,7 +83,9 @@ impl SentenceEncoder {
         };
         let config = BertConfig::from_file(&model_dir.join("config.json"))?;
         let sentence = SentenceConfig::from_dir(model_dir)?;
-        let model = BertModel::load(&model_dir.join("model.safetensors"), config, compute)?;
+        let output_dim = config.hidden_size * sentence.pooling.len();
+        let weights = model_dir.join("model.safetensors");
+        let model = BertModel::load(&weights, config, compute, backend, output_dim)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("minilm-fast-{i}"))
@@ -88,6 +107,11 @@ impl SentenceEncoder {
     /// The arithmetic the linear layers run in.
     pub fn compute(&self) -> Compute {
         self.model.compute()
+    }
+
+    /// Which form the encoder's blocks run in.
+    pub fn backend(&self) -> &Backend {
+        self.model.backend()
     }
 
     pub fn sentence_config(&self) -> &SentenceConfig {
@@ -112,6 +136,9 @@ impl SentenceEncoder {
     /// Normalize module when given.
     pub fn encode(&self, batch: &TokenBatch, normalize: Option<bool>) -> Result<Vec<f32>> {
         let normalize = normalize.unwrap_or(self.sentence.normalize);
+        if let Backend::Stock(_) = self.model.backend() {
+            return self.pool.install(|| self.encode_stock(batch, normalize));
+        }
         let tokens = PackedTokens::new(batch);
         let out_dim = self.output_dim();
         let mut out = vec![0.0f32; batch.batch * out_dim];
@@ -130,25 +157,55 @@ impl SentenceEncoder {
         }
         self.pool.install(|| {
             jobs.into_par_iter()
-                .for_each(|(part, rows)| self.pool_sequences(part, normalize, rows));
-        });
+                .map(|(part, rows)| self.pool_sequences(part, normalize, rows))
+                .collect::<Result<()>>()
+        })?;
         Ok(out)
     }
 
-    /// The sentence vectors of `tokens` into `out` ([sequences, output_dim]).
-    fn pool_sequences(&self, tokens: &PackedTokens, normalize: bool, out: &mut [f32]) {
-        let (dim, out_dim) = (self.config().hidden_size, self.output_dim());
-        self.model.with_last_hidden(tokens, |hidden| {
-            // Straight from the packed tokens: padding was never computed, so it needs no mask.
-            crate::stage_timing::timed(crate::stage_timing::Stage::Pooling, || {
-                for (sequence, row) in out.chunks_exact_mut(out_dim).enumerate() {
-                    let range = tokens.range(sequence);
-                    let real = &hidden[range.start * dim..range.end * dim];
-                    let modes = &self.sentence.pooling;
-                    pooling::pool_sequence(self.isa, real, dim, modes, normalize, row);
-                }
+    /// The sentence vectors of `tokens` into `out` ([sequences, output_dim]), fused backend.
+    fn pool_sequences(
+        &self,
+        tokens: &PackedTokens,
+        normalize: bool,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let pool = PoolOp {
+            isa: self.isa,
+            dim: self.config().hidden_size,
+            modes: &self.sentence.pooling,
+            normalize,
+        };
+        self.model
+            .forward_packed(tokens, |hidden, offsets, buffers| {
+                timed(Stage::Pooling, || {
+                    buffers.pooled.inplace_op3(hidden, offsets, &pool)?;
+                    with_floats(&buffers.pooled, |pooled| {
+                        if pooled.len() == out.len() {
+                            out.copy_from_slice(pooled);
+                            Ok(())
+                        } else {
+                            Err(Error::Compute(format!(
+                                "pooling gave {} values for {} outputs",
+                                pooled.len(),
+                                out.len()
+                            )))
+                        }
+                    })?
+                })
             })
-        })
+    }
+
+    /// Sentence vectors on Candle's stock ops: the padded batch through the encoder, then
+    /// masked pooling and normalisation as tensor ops.
+    fn encode_stock(&self, batch: &TokenBatch, normalize: bool) -> Result<Vec<f32>> {
+        if batch.batch == 0 {
+            return Ok(Vec::new());
+        }
+        let (hidden, mask) = self.model.forward_stock(batch)?;
+        let modes = &self.sentence.pooling;
+        let pooled = pooling::pool_padded(&hidden, &mask, modes, normalize)?;
+        Ok(pooled.flatten_all()?.to_vec1()?)
     }
 
     /// The last hidden state, [batch, seq_len, hidden] row-major.
@@ -163,4 +220,321 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism()
         .map(usize::from)
         .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fused engine against Candle's stock ops, both through `SentenceEncoder`: random tiny
+    //! models of several shapes, and the real model when `MINILM_FAST_MODEL_DIR` names its
+    //! folder (`make test-rust` sets it). Run under `MINILM_FAST_ISA=avx2` and `=scalar` too
+    //! (`make test-rust` does), since the instruction set is picked once per process.
+
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use ndarray::Array2;
+    use safetensors::tensor::TensorView;
+    use safetensors::Dtype;
+
+    use super::*;
+    use crate::batch::IdsView;
+
+    /// float32's bar: sentence-transformers parity is cosine ≥ 0.99999, so the two forms of
+    /// the engine must agree at least that well.
+    const MIN_COSINE: f64 = 0.99999;
+
+    /// Deterministic values in [-scale, scale).
+    fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    struct Tiny {
+        hidden: usize,
+        heads: usize,
+        layers: usize,
+        intermediate: usize,
+        activation: &'static str,
+        pooling: &'static str,
+        normalize: bool,
+    }
+
+    const VOCAB: usize = 60;
+    const POSITIONS: usize = 80;
+
+    /// A model folder with random weights for `tiny`, under the temp folder.
+    fn write_tiny(tiny: &Tiny, seed: u64) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "minilm_fast_backends_{}_{seed}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+        let config = format!(
+            r#"{{"model_type":"bert","hidden_act":"{}","hidden_size":{},"intermediate_size":{},
+            "max_position_embeddings":{POSITIONS},"num_attention_heads":{},"num_hidden_layers":{},
+            "type_vocab_size":2,"vocab_size":{VOCAB},"layer_norm_eps":1e-12}}"#,
+            tiny.activation, tiny.hidden, tiny.intermediate, tiny.heads, tiny.layers
+        );
+        std::fs::write(dir.join("config.json"), config).unwrap();
+        let mut modules = vec![
+            r#"{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"}"#,
+            r#"{"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"}"#,
+        ];
+        if tiny.normalize {
+            modules.push(r#"{"idx":2,"name":"2","path":"2_Normalize","type":"sentence_transformers.models.Normalize"}"#);
+        }
+        std::fs::write(dir.join("modules.json"), format!("[{}]", modules.join(","))).unwrap();
+        std::fs::write(dir.join("1_Pooling/config.json"), tiny.pooling).unwrap();
+
+        let (h, i) = (tiny.hidden, tiny.intermediate);
+        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+        let mut next = seed * 1000;
+        let mut add = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
+            next += 1;
+            let n = shape.iter().product();
+            let data = values(n, next, scale).iter().map(|v| v + offset).collect();
+            tensors.push((name, shape, data));
+        };
+        add(
+            "embeddings.word_embeddings.weight".into(),
+            vec![VOCAB, h],
+            0.8,
+            0.0,
+        );
+        add(
+            "embeddings.position_embeddings.weight".into(),
+            vec![POSITIONS, h],
+            0.8,
+            0.0,
+        );
+        add(
+            "embeddings.token_type_embeddings.weight".into(),
+            vec![2, h],
+            0.8,
+            0.0,
+        );
+        add("embeddings.LayerNorm.weight".into(), vec![h], 0.1, 1.0);
+        add("embeddings.LayerNorm.bias".into(), vec![h], 0.1, 0.0);
+        for layer in 0..tiny.layers {
+            let p = format!("encoder.layer.{layer}");
+            let scale = |inputs: usize| 1.6 * (3.0 / inputs as f32).sqrt();
+            for part in ["query", "key", "value"] {
+                add(
+                    format!("{p}.attention.self.{part}.weight"),
+                    vec![h, h],
+                    scale(h),
+                    0.0,
+                );
+                add(format!("{p}.attention.self.{part}.bias"), vec![h], 0.1, 0.0);
+            }
+            add(
+                format!("{p}.attention.output.dense.weight"),
+                vec![h, h],
+                scale(h),
+                0.0,
+            );
+            add(
+                format!("{p}.attention.output.dense.bias"),
+                vec![h],
+                0.1,
+                0.0,
+            );
+            add(
+                format!("{p}.attention.output.LayerNorm.weight"),
+                vec![h],
+                0.1,
+                1.0,
+            );
+            add(
+                format!("{p}.attention.output.LayerNorm.bias"),
+                vec![h],
+                0.1,
+                0.0,
+            );
+            add(
+                format!("{p}.intermediate.dense.weight"),
+                vec![i, h],
+                scale(h),
+                0.0,
+            );
+            add(format!("{p}.intermediate.dense.bias"), vec![i], 0.1, 0.0);
+            add(
+                format!("{p}.output.dense.weight"),
+                vec![h, i],
+                scale(i),
+                0.0,
+            );
+            add(format!("{p}.output.dense.bias"), vec![h], 0.1, 0.0);
+            add(format!("{p}.output.LayerNorm.weight"), vec![h], 0.1, 1.0);
+            add(format!("{p}.output.LayerNorm.bias"), vec![h], 0.1, 0.0);
+        }
+        let bytes: Vec<Vec<u8>> = tensors
+            .iter()
+            .map(|(_, _, data)| data.iter().flat_map(|v| v.to_le_bytes()).collect())
+            .collect();
+        let views: BTreeMap<&str, TensorView<'_>> = tensors
+            .iter()
+            .zip(&bytes)
+            .map(|((name, shape, _), raw)| {
+                let view = TensorView::new(Dtype::F32, shape.clone(), raw).unwrap();
+                (name.as_str(), view)
+            })
+            .collect();
+        let file = safetensors::serialize(views, None).unwrap();
+        std::fs::write(dir.join("model.safetensors"), file).unwrap();
+        dir
+    }
+
+    /// A right-padded batch of sequences of `lengths` tokens (ids below `vocab`, [CLS] 101
+    /// first when the vocabulary has it), with token types 0 then 1 in the second half.
+    fn batch(lengths: &[usize], vocab: usize, config: &BertConfig) -> TokenBatch {
+        let seq = lengths.iter().copied().max().unwrap_or(1);
+        let mut ids = Array2::<i64>::zeros((lengths.len(), seq));
+        let mut mask = Array2::<i64>::zeros((lengths.len(), seq));
+        let mut types = Array2::<i64>::zeros((lengths.len(), seq));
+        for (row, &n) in lengths.iter().enumerate() {
+            for col in 0..n {
+                ids[[row, col]] = ((row * 31 + col * 17 + 5) % (vocab - 1) + 1) as i64;
+                mask[[row, col]] = 1;
+                types[[row, col]] = i64::from(col >= n / 2 && n > 3);
+            }
+        }
+        TokenBatch::new(
+            IdsView::I64(ids.view()),
+            IdsView::I64(mask.view()),
+            Some(IdsView::I64(types.view())),
+            config,
+        )
+        .unwrap()
+    }
+
+    fn cosine(a: &[f32], b: &[f32]) -> f64 {
+        let dot: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| f64::from(x) * f64::from(y))
+            .sum();
+        let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+        dot / (norm(a) * norm(b)).max(1e-30)
+    }
+
+    /// Both backends on `lengths`: every sentence vector and every real token's hidden state
+    /// at cosine ≥ MIN_COSINE.
+    fn assert_backends_agree(dir: &Path, lengths: &[usize], vocab: usize) {
+        let fused =
+            SentenceEncoder::load_on(dir, Some(2), Compute::Float32, Backend::Fused).unwrap();
+        let stock = SentenceEncoder::load_on(
+            dir,
+            Some(2),
+            Compute::Float32,
+            Backend::Stock(candle_core::Device::Cpu),
+        )
+        .unwrap();
+        let batch = batch(lengths, vocab, fused.config());
+        for normalize in [None, Some(true), Some(false)] {
+            let a = fused.encode(&batch, normalize).unwrap();
+            let b = stock.encode(&batch, normalize).unwrap();
+            assert_eq!(a.len(), b.len());
+            let dim = fused.output_dim();
+            for (row, (x, y)) in a.chunks(dim).zip(b.chunks(dim)).enumerate() {
+                let c = cosine(x, y);
+                assert!(c >= MIN_COSINE, "{}: row {row} cosine {c}", dir.display());
+            }
+        }
+        let h = fused.config().hidden_size;
+        let a = fused.token_embeddings(&batch).unwrap();
+        let b = stock.token_embeddings(&batch).unwrap();
+        assert_eq!(a.len(), b.len());
+        for (t, (x, y)) in a.chunks(h).zip(b.chunks(h)).enumerate() {
+            if batch.mask[t] == 1 {
+                let c = cosine(x, y);
+                assert!(c >= MIN_COSINE, "token {t} cosine {c}");
+            } else {
+                assert!(x.iter().chain(y).all(|&v| v == 0.0), "padding {t} not zero");
+            }
+        }
+    }
+
+    #[test]
+    fn fused_and_stock_backends_agree_on_random_tiny_models() {
+        const MEAN: &str = r#"{"pooling_mode_mean_tokens":true}"#;
+        const ALL: &str = r#"{"pooling_mode":["cls","max","mean","mean_sqrt_len_tokens"]}"#;
+        let shapes = [
+            Tiny {
+                hidden: 32,
+                heads: 4,
+                layers: 2,
+                intermediate: 64,
+                activation: "gelu",
+                pooling: MEAN,
+                normalize: true,
+            },
+            Tiny {
+                hidden: 48,
+                heads: 3,
+                layers: 1,
+                intermediate: 96,
+                activation: "gelu_new",
+                pooling: ALL,
+                normalize: false,
+            },
+            Tiny {
+                hidden: 64,
+                heads: 2,
+                layers: 2,
+                intermediate: 100,
+                activation: "relu",
+                pooling: ALL,
+                normalize: true,
+            },
+        ];
+        // One query, short sentences, and sequences past the short-attention kernel's 32.
+        let batches: [&[usize]; 3] = [&[7], &[3, 12, 9, 1, 20], &[70, 33, 5, 48]];
+        for (seed, tiny) in shapes.iter().enumerate() {
+            let dir = write_tiny(tiny, seed as u64 + 1);
+            for lengths in batches {
+                assert_backends_agree(&dir, lengths, VOCAB);
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn fused_and_stock_backends_agree_on_the_real_model() {
+        let Some(dir) = std::env::var_os("MINILM_FAST_MODEL_DIR").map(PathBuf::from) else {
+            eprintln!("MINILM_FAST_MODEL_DIR is not set: the real-model comparison did not run");
+            return;
+        };
+        let vocab = BertConfig::from_file(&dir.join("config.json"))
+            .unwrap()
+            .vocab_size;
+        assert_backends_agree(&dir, &[9], vocab);
+        assert_backends_agree(&dir, &[14, 8, 31, 3, 25, 12], vocab);
+        assert_backends_agree(&dir, &[256, 130, 40, 17], vocab);
+    }
+
+    #[test]
+    fn stock_backend_refuses_quantized_compute() {
+        let tiny = Tiny {
+            hidden: 16,
+            heads: 2,
+            layers: 1,
+            intermediate: 32,
+            activation: "gelu",
+            pooling: r#"{"pooling_mode_mean_tokens":true}"#,
+            normalize: true,
+        };
+        let dir = write_tiny(&tiny, 99);
+        let stock = Backend::Stock(candle_core::Device::Cpu);
+        let err = SentenceEncoder::load_on(&dir, Some(1), Compute::Int8, stock).err();
+        assert!(matches!(err, Some(Error::Unsupported(_))), "{err:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -14,10 +14,12 @@ pub mod kernels;
 mod linear;
 mod memory;
 pub mod model;
+mod ops;
 mod packing;
 pub mod pooling;
 pub mod stage_timing;
 mod weights;
+mod workspace;
 
 #[cfg(feature = "python")]
 mod py;
@@ -27,6 +29,7 @@ pub use compute::Compute;
 pub use config::{BertConfig, PoolingMode, SentenceConfig};
 pub use engine::SentenceEncoder;
 pub use error::{Error, Result};
+pub use model::Backend;
 
 #[cfg(feature = "python")]
 use pyo3::prelude::*;

@@ -1,6 +1,10 @@
 //! Sentence vectors from token vectors: CLS / max / mean / mean-sqrt-len pooling over the tokens
 //! the attention mask marks as real, concatenated in the order sentence-transformers uses, then
-//! optional L2 normalisation. Written straight into the caller's output rows with the SIMD kernels.
+//! optional L2 normalisation. Written straight into the caller's output rows with the SIMD
+//! kernels (`ops::PoolOp` runs them as a Candle op); [`pool_padded`] is the same on Candle's
+//! stock ops.
+
+use candle_core::Tensor;
 
 use crate::config::PoolingMode;
 use crate::kernels::{self, Isa};
@@ -105,6 +109,58 @@ pub fn pool_sequence(
 pub fn normalize_in_place(isa: Isa, x: &mut [f32]) {
     let norm = kernels::sum_squares(isa, x).sqrt();
     kernels::scale(isa, x, 1.0 / norm.max(MIN_NORM));
+}
+
+/// Pooling and normalisation on Candle's stock ops, for the stock backend: `hidden`
+/// `[batch, seq, dim]` and `mask` f32 `[batch, seq]` (1 for a token) to `[batch, dim * modes]`,
+/// the same arithmetic as [`pool_sequence`] in tensor form.
+pub fn pool_padded(
+    hidden: &Tensor,
+    mask: &Tensor,
+    modes: &[PoolingMode],
+    normalize: bool,
+) -> candle_core::Result<Tensor> {
+    let (batch, _, dim) = hidden.dims3()?;
+    let weights = mask.unsqueeze(2)?;
+    let count = mask.sum_keepdim(1)?;
+    let mut parts = Vec::with_capacity(modes.len());
+    for mode in modes {
+        parts.push(match mode {
+            PoolingMode::Cls => {
+                // The first real token (argmax finds the first 1); zero for a row without one.
+                let first = mask.argmax_keepdim(1)?.unsqueeze(2)?;
+                let first = first.broadcast_as((batch, 1, dim))?.contiguous()?;
+                let any = mask.max_keepdim(1)?;
+                hidden.gather(&first, 1)?.squeeze(1)?.broadcast_mul(&any)?
+            }
+            PoolingMode::Max => {
+                let fill = ((weights.clone() - 1.0)? * f64::from(-MAX_POOL_FILL))?;
+                hidden
+                    .broadcast_mul(&weights)?
+                    .broadcast_add(&fill)?
+                    .max(1)?
+            }
+            PoolingMode::Mean | PoolingMode::MeanSqrtLen => {
+                let sum = hidden.broadcast_mul(&weights)?.sum(1)?;
+                let count = count.clamp(MIN_TOKEN_COUNT, f32::MAX)?;
+                let divisor = match mode {
+                    PoolingMode::Mean => count,
+                    _ => count.sqrt()?,
+                };
+                sum.broadcast_div(&divisor)?
+            }
+        });
+    }
+    let pooled = Tensor::cat(&parts, 1)?;
+    if !normalize {
+        return Ok(pooled);
+    }
+    let norm = pooled
+        .sqr()?
+        .sum_keepdim(1)?
+        .sqrt()?
+        .clamp(MIN_NORM, f32::MAX)?;
+    pooled.broadcast_div(&norm)
 }
 
 #[cfg(test)]
