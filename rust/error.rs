@@ -35,7 +35,8 @@ pub enum Error {
     #[error("{0}")]
     InvalidInput(String),
 
-    /// A failure inside the tensor library; should not happen on validated input.
+    /// A failure inside Candle or one of our Candle ops (`ops.rs`), which check their tensors'
+    /// dtypes and sizes; should not happen on validated input.
     #[error("computation failed: {0}")]
     Compute(String),
 }

@@ -315,7 +315,8 @@ impl NativeModel {
         self.current().sentence_config().normalize
     }
 
-    /// The SIMD instruction set the pooling kernels run with ("avx512f", "avx2+fma", "neon", "scalar").
+    /// The SIMD instruction set the float32 kernels run with (GEMM, attention, LayerNorm,
+    /// pooling): "avx512f", "avx2+fma", "neon" or "scalar".
     #[getter]
     fn isa(&self) -> &'static str {
         self.current().isa().name()
