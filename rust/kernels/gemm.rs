@@ -17,8 +17,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::{vecmath, Isa, Kind};
-use crate::config::Activation;
+use super::{vecmath, Activation, Isa, Kind};
 
 #[cfg(target_arch = "x86_64")]
 use super::gemm_x86;

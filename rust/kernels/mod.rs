@@ -25,6 +25,8 @@ mod x86;
 
 use std::sync::OnceLock;
 
+pub use vecmath::Activation;
+
 /// The instruction set a kernel call runs with. Opaque: a caller cannot name an instruction set
 /// the CPU lacks, so the safe kernel functions below cannot reach an illegal instruction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,9 +7,30 @@
 //! partial sums, because the compiler may not reorder a single float sum.
 
 use super::{Isa, Kind};
-use crate::config::Activation;
 
 const LANES: usize = 16;
+
+/// The activation of the feed-forward block, as named by `hidden_act` in `config.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact GELU with erf; what BERT and MiniLM were trained with (`"gelu"`).
+    GeluErf,
+    /// The tanh approximation (`"gelu_new"`, `"gelu_pytorch_tanh"`).
+    GeluTanh,
+    Relu,
+}
+
+impl Activation {
+    /// The activation `hidden_act` names, `None` for one the kernels do not have.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gelu" => Some(Self::GeluErf),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Self::GeluTanh),
+            "relu" => Some(Self::Relu),
+            _ => None,
+        }
+    }
+}
 
 /// `a * b + c`, fused into one FMA where the instruction set has it. Rust never fuses on its
 /// own, and `f32::mul_add` without FMA hardware is a slow library call, hence two flavours.
