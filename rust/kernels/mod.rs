@@ -14,14 +14,14 @@ pub mod gemm_int8;
 #[cfg(target_arch = "x86_64")]
 mod gemm_x86;
 #[cfg(target_arch = "aarch64")]
-mod neon;
-mod scalar;
+mod pooling_neon;
+mod pooling_scalar;
+#[cfg(target_arch = "x86_64")]
+mod pooling_x86;
 pub mod short_attention;
 #[cfg(test)]
 mod test_data;
 pub mod vecmath;
-#[cfg(target_arch = "x86_64")]
-mod x86;
 
 use std::sync::OnceLock;
 
@@ -206,13 +206,13 @@ pub fn add_assign(isa: Isa, acc: &mut [f32], x: &[f32]) {
     // slices have the same length, as the kernels require.
     unsafe {
         match isa.0 {
-            Kind::Scalar => scalar::add_assign(acc, x),
+            Kind::Scalar => pooling_scalar::add_assign(acc, x),
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx2Fma => x86::add_assign_avx2(acc, x),
+            Kind::Avx2Fma => pooling_x86::add_assign_avx2(acc, x),
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx512 => x86::add_assign_avx512(acc, x),
+            Kind::Avx512 => pooling_x86::add_assign_avx512(acc, x),
             #[cfg(target_arch = "aarch64")]
-            Kind::Neon => neon::add_assign(acc, x),
+            Kind::Neon => pooling_neon::add_assign(acc, x),
         }
     }
 }
@@ -224,13 +224,13 @@ pub fn max_assign(isa: Isa, acc: &mut [f32], x: &[f32]) {
     // SAFETY: as in `add_assign`: a supported instruction set, slices of equal length.
     unsafe {
         match isa.0 {
-            Kind::Scalar => scalar::max_assign(acc, x),
+            Kind::Scalar => pooling_scalar::max_assign(acc, x),
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx2Fma => x86::max_assign_avx2(acc, x),
+            Kind::Avx2Fma => pooling_x86::max_assign_avx2(acc, x),
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx512 => x86::max_assign_avx512(acc, x),
+            Kind::Avx512 => pooling_x86::max_assign_avx512(acc, x),
             #[cfg(target_arch = "aarch64")]
-            Kind::Neon => neon::max_assign(acc, x),
+            Kind::Neon => pooling_neon::max_assign(acc, x),
         }
     }
 }
@@ -240,13 +240,13 @@ pub fn scale(isa: Isa, x: &mut [f32], factor: f32) {
     // SAFETY: an `Isa` only exists for instruction sets the CPU supports (see `Isa`).
     unsafe {
         match isa.0 {
-            Kind::Scalar => scalar::scale(x, factor),
+            Kind::Scalar => pooling_scalar::scale(x, factor),
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx2Fma => x86::scale_avx2(x, factor),
+            Kind::Avx2Fma => pooling_x86::scale_avx2(x, factor),
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx512 => x86::scale_avx512(x, factor),
+            Kind::Avx512 => pooling_x86::scale_avx512(x, factor),
             #[cfg(target_arch = "aarch64")]
-            Kind::Neon => neon::scale(x, factor),
+            Kind::Neon => pooling_neon::scale(x, factor),
         }
     }
 }
@@ -256,13 +256,13 @@ pub fn sum_squares(isa: Isa, x: &[f32]) -> f32 {
     // SAFETY: an `Isa` only exists for instruction sets the CPU supports (see `Isa`).
     unsafe {
         match isa.0 {
-            Kind::Scalar => scalar::sum_squares(x),
+            Kind::Scalar => pooling_scalar::sum_squares(x),
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx2Fma => x86::sum_squares_avx2(x),
+            Kind::Avx2Fma => pooling_x86::sum_squares_avx2(x),
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx512 => x86::sum_squares_avx512(x),
+            Kind::Avx512 => pooling_x86::sum_squares_avx512(x),
             #[cfg(target_arch = "aarch64")]
-            Kind::Neon => neon::sum_squares(x),
+            Kind::Neon => pooling_neon::sum_squares(x),
         }
     }
 }
@@ -300,17 +300,17 @@ mod tests {
 
                 let (mut got, mut want) = (base.clone(), base.clone());
                 add_assign(isa, &mut got, &x);
-                scalar::add_assign(&mut want, &x);
+                pooling_scalar::add_assign(&mut want, &x);
                 assert_eq!(got, want, "add_assign {isa:?} n={n}");
 
                 let (mut got, mut want) = (base.clone(), base.clone());
                 max_assign(isa, &mut got, &x);
-                scalar::max_assign(&mut want, &x);
+                pooling_scalar::max_assign(&mut want, &x);
                 assert_eq!(got, want, "max_assign {isa:?} n={n}");
 
                 let (mut got, mut want) = (base.clone(), base.clone());
                 scale(isa, &mut got, 0.37);
-                scalar::scale(&mut want, 0.37);
+                pooling_scalar::scale(&mut want, 0.37);
                 assert_eq!(got, want, "scale {isa:?} n={n}");
 
                 let got = sum_squares(isa, &x);
