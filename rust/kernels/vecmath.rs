@@ -1,5 +1,6 @@
-//! Row-wise vector math of the forward pass: bias + GELU, bias + residual, LayerNorm and the
-//! scaled softmax of attention, with branch-free `exp` / `erfc` approximations.
+//! Row-wise vector math of the forward pass: bias + activation (the feed-forward
+//! [`Activation`] is defined here), bias + residual, LayerNorm and the scaled softmax of
+//! attention, with branch-free `exp` / `erfc` approximations.
 //!
 //! Each function is written once as plain Rust over lanes the compiler can vectorise, then
 //! compiled again inside `#[target_feature]` wrappers (AVX-512, AVX2+FMA) and picked by `Isa`:
