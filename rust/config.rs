@@ -8,6 +8,10 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+/// The feed-forward activation (`hidden_act`) is defined with the kernels that apply it and
+/// re-exported here, where the rest of the crate names it.
+pub use crate::kernels::Activation;
+
 /// Upper bounds that keep a corrupt or hostile `config.json` from asking for absurd allocations.
 /// They are far above any BERT-shaped model in use (BERT-large: 1024 hidden, 24 layers, 4096 ff).
 const MAX_HIDDEN_SIZE: usize = 16_384;
@@ -15,27 +19,6 @@ const MAX_LAYERS: usize = 256;
 const MAX_INTERMEDIATE_SIZE: usize = 65_536;
 const MAX_VOCAB_SIZE: usize = 4_000_000;
 const MAX_POSITIONS: usize = 65_536;
-
-/// The activation of the feed-forward block, as named by `hidden_act` in `config.json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    /// Exact GELU with erf; what BERT and MiniLM were trained with (`"gelu"`).
-    GeluErf,
-    /// The tanh approximation (`"gelu_new"`, `"gelu_pytorch_tanh"`).
-    GeluTanh,
-    Relu,
-}
-
-impl Activation {
-    fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "gelu" => Some(Self::GeluErf),
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Self::GeluTanh),
-            "relu" => Some(Self::Relu),
-            _ => None,
-        }
-    }
-}
 
 /// The BERT encoder's hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]

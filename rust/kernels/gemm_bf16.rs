@@ -1,21 +1,17 @@
-//! bfloat16 GEMM: `C = bf16(A) · W (+ epilogue)` with `W` stored as bf16 at load and `A`
-//! converted (round to nearest even) by the task that reads it, into a buffer that stays in
-//! L1/L2. The AVX512-BF16 micro-kernel (`vdpbf16ps`) multiplies bf16 pairs and accumulates in
-//! f32, so only the inputs are rounded (8 significant bits), never the sums. Bias, activation
-//! and residual are applied per row while the block is in L2, as in float32.
-
-use std::cell::RefCell;
-use std::ops::Range;
-
-use super::gemm::{self, Epilogue};
-use super::{Bf16Dot, Isa};
+//! The bfloat16 GEMM: `C = bf16(A) · W (+ epilogue)` with `W` stored as bf16 at load
+//! ([`PackedBf16`]) and `A` converted (round to nearest even) by the task that reads it, into
+//! a buffer that stays in L1/L2. The entry points run the driver in `gemm` with the kernel a
+//! [`Bf16Dot`] holds (AVX512-BF16 `vdpbf16ps`, in `gemm_bf16_x86`), which multiplies bf16
+//! pairs and accumulates in f32, so only the inputs are rounded (8 significant bits), never
+//! the sums.
 
 #[cfg(target_arch = "x86_64")]
-use super::dot_x86::{self, MR, NR};
-#[cfg(not(target_arch = "x86_64"))]
-const MR: usize = 14;
-#[cfg(not(target_arch = "x86_64"))]
-const NR: usize = 32;
+use super::gemm;
+use super::gemm::Epilogue;
+use super::{Bf16Dot, Isa};
+
+/// Columns of a panel: the AVX512-BF16 kernel's tile width.
+pub(super) const NR: usize = 32;
 
 /// `x` rounded to bf16 (nearest, ties to even), as the upper 16 bits of an f32.
 pub fn to_bf16(x: f32) -> u16 {
@@ -109,19 +105,23 @@ impl PackedBf16 {
         self.n
     }
 
+    /// K rounded up to even: the bf16 values per row of a panel step pair, and per converted
+    /// row of A.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) fn k2(&self) -> usize {
+        self.k2
+    }
+
     /// Bytes the packed weight occupies (what one query streams).
     pub fn bytes(&self) -> usize {
         2 * self.data.len()
     }
 
-    fn panel(&self, p: usize) -> &[u16] {
+    /// Panel `p`: `k2 / 2` steps of `NR` pairs.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) fn panel(&self, p: usize) -> &[u16] {
         &self.data[p * self.k2 * NR..(p + 1) * self.k2 * NR]
     }
-}
-
-thread_local! {
-    /// The bf16 rows of A a task reads, `k2` per row; one per worker thread, reused.
-    static CONVERTED_ROWS: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `C[m × n] = epilogue(bf16(A[m × k]) · W)`, `A` row-major with row stride `lda`, `C` with
@@ -180,67 +180,16 @@ pub unsafe fn matmul_to(
     epilogue: Epilogue,
     parallel: bool,
 ) {
-    let (k, n, k2) = (b.k, b.n, b.k2);
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(lda >= k && a.len() >= (m - 1) * lda + k && ldc >= n);
-    gemm::check_epilogue(&epilogue, m, n);
-    let body = |rows: Range<usize>, panels: Range<usize>, c: *mut f32| {
-        CONVERTED_ROWS.with(|cell| {
-            let mut converted = cell.borrow_mut();
-            converted.resize(rows.len() * k2, 0);
-            for (r, row) in rows.clone().enumerate() {
-                let source = &a[row * lda..row * lda + k];
-                convert_row(dot, source, &mut converted[r * k2..(r + 1) * k2]);
-            }
-            for p in panels {
-                let columns = p * NR..((p + 1) * NR).min(n);
-                for first in (0..rows.len()).step_by(MR) {
-                    let tile_rows = MR.min(rows.len() - first);
-                    let row0 = rows.start + first;
-                    // SAFETY: `dot` proves AVX512-BF16; the tile's rows lie in the converted
-                    // block (k2 values each), the panel holds k2 × NR values, and the task owns
-                    // these rows × columns of C (`run_tasks`).
-                    #[cfg(target_arch = "x86_64")]
-                    unsafe {
-                        dot_x86::bf16_tile(
-                            tile_rows,
-                            k2 / 2,
-                            converted.as_ptr().add(first * k2),
-                            k2,
-                            b.panel(p).as_ptr(),
-                            c.add(row0 * ldc + columns.start),
-                            ldc,
-                            columns.len(),
-                        );
-                    }
-                    #[cfg(not(target_arch = "x86_64"))]
-                    let _ = (tile_rows, row0, columns, c);
-                }
-            }
-        })
-    };
-    // SAFETY: forwarded from the caller (C covers m rows × n columns, ours alone); `body`
-    // writes only its task's rectangle.
-    unsafe { gemm::run_tasks(isa, m, n, MR, NR, c, ldc, &epilogue, parallel, body) }
-}
-
-/// Rounds one row of A to bf16 into `out`, zero-padded past `x.len()`.
-fn convert_row(dot: Bf16Dot, x: &[f32], out: &mut [u16]) {
-    let _ = dot;
-    // SAFETY: a `Bf16Dot` exists only on CPUs with AVX-512F/BW/VL and BF16 (see
-    // `Bf16Dot::detected`); `out` is at least as long as `x`.
+    // SAFETY: forwarded from the caller; `dot` holds a kernel, which proves its instructions.
     #[cfg(target_arch = "x86_64")]
     unsafe {
-        dot_x86::bf16_row(x, out)
+        gemm::run(dot.0, isa, a, lda, m, b, c, ldc, &epilogue, parallel)
     }
+    // No bfloat16 kernel elsewhere: a `Bf16Dot` cannot exist there.
     #[cfg(not(target_arch = "x86_64"))]
     {
-        for (slot, &v) in out.iter_mut().zip(x) {
-            *slot = to_bf16(v);
-        }
-        out[x.len()..].fill(0);
+        let _ = (isa, a, lda, m, b, c, ldc, epilogue, parallel);
+        match dot.0 {}
     }
 }
 
@@ -311,22 +260,6 @@ mod tests {
                     }
                 }
             }
-        }
-    }
-
-    #[test]
-    fn the_vector_row_conversion_matches_the_scalar_one() {
-        let Some(dot) = Bf16Dot::detected() else {
-            return;
-        };
-        for len in [1, 15, 16, 17, 383, 384] {
-            let x = data(len, len as u32);
-            let mut out = vec![1u16; len + 1 + len % 2];
-            convert_row(dot, &x, &mut out);
-            for (j, &v) in x.iter().enumerate() {
-                assert_eq!(out[j], to_bf16(v), "len {len} at {j}");
-            }
-            assert!(out[len..].iter().all(|&b| b == 0));
         }
     }
 

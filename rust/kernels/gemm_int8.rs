@@ -1,44 +1,32 @@
-//! Int8 GEMM: `C = dequantize(quantize(A) · W) (+ epilogue)` with `W` quantized once at load
-//! (symmetric, one scale per output channel) and `A` quantized per row (per token, over the
-//! row's own range: u8 standing for `scale · (q - zero)`) by the task that reads it, into a
-//! buffer that stays in L1/L2: the activations never take a separate pass through memory. The
-//! micro-kernel (AVX-512 VNNI, or AVX2) multiplies the u8 activations by the s8 weights into
-//! i32; the rows' zero points come out exactly through precomputed per-column weight sums,
-//! and the dequantization is fused into the tile's store. Bias, activation and residual are applied
-//! per row while the block is in L2, as in float32.
+//! The int8 GEMM: `C = dequantize(quantize(A) · W) (+ epilogue)` with `W` quantized once at
+//! load ([`PackedI8`]: symmetric, one scale per output channel) and `A` quantized per row (per
+//! token, over the row's own range: u8 standing for `scale · (q - zero)`, see [`Affine`]) by
+//! the task that reads it, into a buffer that stays in L1/L2: the activations never take a
+//! separate pass through memory. The entry point runs the driver in `gemm` with the kernel an
+//! [`Int8Dot`] holds (AVX-512 VNNI or AVX2, in `gemm_int8_x86`), which multiplies the u8
+//! activations by the s8 weights into i32; the rows' zero points come out exactly through
+//! precomputed per-column weight sums, and the dequantization is fused into the tile's store.
 
 use std::cell::RefCell;
 use std::ops::Range;
 
-use super::gemm::{self, Epilogue};
+#[cfg(target_arch = "x86_64")]
+use super::gemm;
+use super::gemm::Epilogue;
 use super::{Int8Dot, Int8Kind, Isa};
 
-#[cfg(target_arch = "x86_64")]
-use super::dot_x86::{self, Affine, MR, MR_AVX2, NR};
-#[cfg(not(target_arch = "x86_64"))]
-const NR: usize = 32;
+/// Columns of a panel: the int8 kernels' tile width.
+pub(super) const NR: usize = 32;
 
-/// Largest quantized weight magnitude for VNNI: symmetric ±127 (no -128), so negating is exact.
-const LEVELS: f32 = 127.0;
-
-/// Largest quantized weight magnitude for `kind`'s kernel: ±127, or ±63 on AVX2, whose
-/// `vpmaddubsw` would saturate its i16 pair sums with 8-bit weights.
+/// Largest quantized weight magnitude for `kind`'s kernel: symmetric ±127 (no -128, so
+/// negating is exact), or ±63 on AVX2, whose `vpmaddubsw` would saturate its i16 pair sums
+/// with 8-bit weights.
 fn weight_levels(kind: Int8Kind) -> f32 {
     match kind {
         #[cfg(target_arch = "x86_64")]
-        Int8Kind::Vnni512 => LEVELS,
+        Int8Kind::Vnni512(_) => 127.0,
         #[cfg(target_arch = "x86_64")]
-        Int8Kind::Avx2 => 63.0,
-    }
-}
-
-/// Rows of `kind`'s register tile.
-fn tile_rows(kind: Int8Kind) -> usize {
-    match kind {
-        #[cfg(target_arch = "x86_64")]
-        Int8Kind::Vnni512 => MR,
-        #[cfg(target_arch = "x86_64")]
-        Int8Kind::Avx2 => MR_AVX2,
+        Int8Kind::Avx2(_) => 63.0,
     }
 }
 
@@ -56,7 +44,7 @@ pub struct PackedI8 {
     /// K rounded up to a multiple of 4.
     kq: usize,
     data: Vec<i8>,
-    /// Per column: the dequantization scale, `max|w| / 127`.
+    /// Per column: the dequantization scale, `max|w| / levels`.
     scales: Vec<f32>,
     /// Per column: `Σ_k q[k][j]`, what each unit of a row's zero point adds to its dot product.
     sums: Vec<i32>,
@@ -158,12 +146,34 @@ impl PackedI8 {
         self.data.len() + 8 * self.scales.len()
     }
 
-    fn panel(&self, p: usize) -> &[i8] {
-        &self.data[p * self.kq * NR..(p + 1) * self.kq * NR]
+    /// `(K, N)`, after asserting the weights were quantized for `kind`'s kernel: the kernels'
+    /// `Kernel::shape`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) fn shape_for(&self, kind: Int8Kind) -> (usize, usize) {
+        assert!(self.kind == kind, "W was quantized for another int8 kernel");
+        (self.k, self.n)
+    }
+
+    /// K rounded up to a multiple of 4: the bytes per row of a panel step group, and per
+    /// quantized row of A.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) fn kq(&self) -> usize {
+        self.kq
+    }
+
+    /// Panel `p`: `kq / 4` steps of `NR` columns × 4 bytes, with its columns' weight sums and
+    /// scales (`NR` each, zero past N).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(super) fn panel(&self, p: usize) -> (&[i8], &[i32], &[f32]) {
+        (
+            &self.data[p * self.kq * NR..(p + 1) * self.kq * NR],
+            &self.sums[p * NR..(p + 1) * NR],
+            &self.scales[p * NR..(p + 1) * NR],
+        )
     }
 }
 
-/// One row quantized symmetrically to ±127 with one scale.
+/// One row quantized symmetrically with one scale.
 struct Quantized {
     values: Vec<i8>,
     scale: f32,
@@ -189,17 +199,85 @@ fn quantize_symmetric(x: &[f32], levels: f32) -> Quantized {
     }
 }
 
+/// How a row spanning `min..=max` maps to u8: `x ≈ scale · (q - zero)`. The range is widened
+/// to include 0, so `zero` is an integer in 0..=255 and 0 is exact (as in ONNX Runtime's
+/// dynamic quantization). All zero for an all-zero or non-finite row (no meaningful scale).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Affine {
+    pub scale: f32,
+    pub inverse: f32,
+    pub zero: i32,
+}
+
+impl Affine {
+    pub fn of_range(min: f32, max: f32) -> Affine {
+        let (min, max) = (min.min(0.0), max.max(0.0));
+        let span = max - min;
+        if !(span > 0.0 && span.is_finite()) {
+            return Affine {
+                scale: 0.0,
+                inverse: 0.0,
+                zero: 0,
+            };
+        }
+        let inverse = 255.0 / span;
+        Affine {
+            scale: span / 255.0,
+            inverse,
+            zero: ((-min * inverse).round_ties_even() as i32).clamp(0, 255),
+        }
+    }
+
+    /// The byte for `x`, rounding to nearest even as the vector conversions do.
+    pub fn quantize(self, x: f32) -> u8 {
+        ((x * self.inverse).round_ties_even() as i32 + self.zero).clamp(0, 255) as u8
+    }
+}
+
 /// The quantized rows of A a task reads: `kq` bytes per row, one scale and zero point per row.
 /// One per worker thread, reused by every task it runs (a block of 56 rows × 1536 is 86 KB).
 #[derive(Default)]
-struct QuantizedRows {
-    bytes: Vec<u8>,
-    scales: Vec<f32>,
-    zeros: Vec<i32>,
+pub(super) struct QuantizedRows {
+    pub bytes: Vec<u8>,
+    pub scales: Vec<f32>,
+    pub zeros: Vec<i32>,
 }
 
 thread_local! {
     static QUANTIZED_ROWS: RefCell<QuantizedRows> = RefCell::new(QuantizedRows::default());
+}
+
+/// Quantizes rows `rows` of `a` (row stride `lda`), times `b`'s smoothing, with `quantize` (a
+/// kernel's row quantizer: row, smoothing, `kq` bytes out) into this thread's buffer, and
+/// runs `f` on them: the int8 kernels' `Kernel::with_rows`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(super) fn with_quantized_rows<R>(
+    a: &[f32],
+    lda: usize,
+    rows: Range<usize>,
+    b: &PackedI8,
+    quantize: impl Fn(&[f32], &[f32], &mut [u8]) -> Affine,
+    f: impl FnOnce(&QuantizedRows) -> R,
+) -> R {
+    let (k, kq) = (b.k, b.kq);
+    QUANTIZED_ROWS.with(|cell| {
+        let mut buffer = cell.borrow_mut();
+        let QuantizedRows {
+            bytes,
+            scales,
+            zeros,
+        } = &mut *buffer;
+        bytes.resize(rows.len() * kq, 0);
+        scales.resize(rows.len(), 0.0);
+        zeros.resize(rows.len(), 0);
+        for (r, row) in rows.enumerate() {
+            let source = &a[row * lda..row * lda + k];
+            let out = &mut bytes[r * kq..(r + 1) * kq];
+            let affine = quantize(source, &b.smooth, out);
+            (scales[r], zeros[r]) = (affine.scale, affine.zero);
+        }
+        f(&buffer)
+    })
 }
 
 /// `C[m × n] = epilogue(quantize(A[m × k]) · W)`, `A` row-major with row stride `lda`, `C` with
@@ -218,104 +296,26 @@ pub fn matmul(
     epilogue: Epilogue,
     parallel: bool,
 ) {
-    let (k, n, kq) = (b.k, b.n, b.kq);
+    let n = b.n;
     if m == 0 || n == 0 {
         return;
     }
-    assert!(
-        b.kind == dot.kind(),
-        "W was quantized for another int8 kernel"
-    );
-    let mr = tile_rows(dot.kind());
-    assert!(lda >= k && a.len() >= (m - 1) * lda + k);
     assert!(ldc >= n && c.len() >= (m - 1) * ldc + n);
-    gemm::check_epilogue(&epilogue, m, n);
-    // The kernel, picked once per call rather than per tile.
-    #[cfg(target_arch = "x86_64")]
-    let tile = match dot.kind() {
-        Int8Kind::Vnni512 => dot_x86::int8_tile,
-        Int8Kind::Avx2 => dot_x86::int8_tile_avx2,
-    };
-    let body = |rows: Range<usize>, panels: Range<usize>, c: *mut f32| {
-        QUANTIZED_ROWS.with(|cell| {
-            let mut buffer = cell.borrow_mut();
-            let QuantizedRows {
-                bytes,
-                scales,
-                zeros,
-            } = &mut *buffer;
-            bytes.resize(rows.len() * kq, 0);
-            scales.resize(rows.len(), 0.0);
-            zeros.resize(rows.len(), 0);
-            for (r, row) in rows.clone().enumerate() {
-                let source = &a[row * lda..row * lda + k];
-                let out = &mut bytes[r * kq..(r + 1) * kq];
-                let affine = quantize_row(dot, source, &b.smooth, out);
-                (scales[r], zeros[r]) = (affine.scale, affine.zero);
-            }
-            for p in panels {
-                let columns = p * NR..((p + 1) * NR).min(n);
-                for first in (0..rows.len()).step_by(mr) {
-                    let tile_rows = mr.min(rows.len() - first);
-                    let row0 = rows.start + first;
-                    // SAFETY: `dot` proves the kernel's instructions (and the weights were
-                    // quantized for it, asserted above); the tile's rows lie in the quantized
-                    // block (kq bytes each, a scale and zero point each), the panel holds
-                    // kq × NR bytes with NR sums and scales, and the task owns these rows ×
-                    // columns of C (`run_tasks`).
-                    #[cfg(target_arch = "x86_64")]
-                    unsafe {
-                        tile(
-                            tile_rows,
-                            kq,
-                            bytes.as_ptr().add(first * kq),
-                            kq,
-                            scales.as_ptr().add(first),
-                            zeros.as_ptr().add(first),
-                            b.panel(p).as_ptr(),
-                            b.sums.as_ptr().add(p * NR),
-                            b.scales.as_ptr().add(p * NR),
-                            c.add(row0 * ldc + columns.start),
-                            ldc,
-                            columns.len(),
-                        );
-                    }
-                    #[cfg(not(target_arch = "x86_64"))]
-                    let _ = (tile_rows, row0, columns, c);
-                }
-            }
-        })
-    };
-    // SAFETY: `c` is an exclusive borrow covering every element written (asserted above);
-    // `body` writes only its task's rectangle.
-    unsafe {
-        gemm::run_tasks(
-            isa,
-            m,
-            n,
-            mr,
-            NR,
-            c.as_mut_ptr(),
-            ldc,
-            &epilogue,
-            parallel,
-            body,
-        )
-    }
-}
-
-/// Quantizes one row of A, times `smooth`, into `out` (`kq` bytes over the row's own range,
-/// padded with its zero point); returns how its bytes map back.
-fn quantize_row(dot: Int8Dot, x: &[f32], smooth: &[f32], out: &mut [u8]) -> Affine {
-    assert!(smooth.len() == x.len() && out.len() >= x.len());
-    // SAFETY: an `Int8Dot` of a kind exists only on CPUs with its instructions (AVX-512F/BW/VL,
-    // or AVX2; see `Int8Dot::detected`); the lengths are checked above.
+    let c = c.as_mut_ptr();
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (isa, a, lda, c, &epilogue, parallel);
+    // SAFETY: `c` is an exclusive borrow covering every element written (asserted above); the
+    // kernel an `Int8Dot` holds proves its instructions.
     match dot.kind() {
         #[cfg(target_arch = "x86_64")]
-        Int8Kind::Vnni512 => unsafe { dot_x86::quantize_row_u8(x, smooth, out) },
+        Int8Kind::Vnni512(kernel) => unsafe {
+            gemm::run(kernel, isa, a, lda, m, b, c, ldc, &epilogue, parallel)
+        },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Int8Kind::Avx2 => unsafe { dot_x86::quantize_row_u8_avx2(x, smooth, out) },
+        Int8Kind::Avx2(kernel) => unsafe {
+            gemm::run(kernel, isa, a, lda, m, b, c, ldc, &epilogue, parallel)
+        },
     }
 }
 
@@ -330,6 +330,16 @@ mod tests {
         let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
         let affine = Affine::of_range(min, max);
         (x.iter().map(|&v| affine.quantize(v)).collect(), affine)
+    }
+
+    /// `dot`'s kernel's row quantizer.
+    fn quantize_row(dot: Int8Dot, x: &[f32], smooth: &[f32], out: &mut [u8]) -> Affine {
+        match dot.kind() {
+            #[cfg(target_arch = "x86_64")]
+            Int8Kind::Vnni512(kernel) => kernel.quantize_row(x, smooth, out),
+            #[cfg(target_arch = "x86_64")]
+            Int8Kind::Avx2(kernel) => kernel.quantize_row(x, smooth, out),
+        }
     }
 
     /// The exact integer arithmetic `dot`'s kernel should do, in f64 from the quantized values.

@@ -1,29 +1,45 @@
-//! Hand-written SIMD kernels for the vector work after the encoder (pooling, normalisation),
-//! with the instruction set picked once at run time so one portable wheel uses AVX-512 on
-//! machines that have it and still runs on any x86-64 or aarch64 CPU.
+//! Hand-written SIMD kernels for the encoder and what follows it, with the instruction set
+//! picked once at run time so one portable wheel uses AVX-512 on machines that have it and
+//! still runs on any x86-64 or aarch64 CPU. They know nothing of the model: they take slices,
+//! shapes and the few options they apply (an [`Activation`], an epilogue).
+//!
+//! - GEMM: one driver (`gemm`: blocking, task split, epilogue) over a micro-kernel trait, with
+//!   the float32 (`gemm_f32`), bfloat16 (`gemm_bf16`) and int8 (`gemm_int8`) formats and
+//!   their x86 kernels (`gemm_*_x86`; `simd_x86` holds what those share).
+//! - Row-wise vector math of the forward pass (`vecmath`: bias + activation, LayerNorm,
+//!   softmax) and the attention of short sequences in registers (`short_attention`).
+//! - The pooling and normalisation ops below (`add_assign`, `max_assign`, `scale`,
+//!   `sum_squares`; `pooling_x86`, `pooling_neon`, `pooling_scalar`).
 //!
 //! Every public function here is safe. An [`Isa`] can only be obtained from [`Isa::detected`],
 //! [`Isa::available`] or [`Isa::scalar`], so holding one proves the CPU supports it; that is what
 //! justifies the `unsafe` calls into `#[target_feature]` code.
 
-#[cfg(target_arch = "x86_64")]
-mod dot_x86;
 pub mod gemm;
 pub mod gemm_bf16;
+#[cfg(target_arch = "x86_64")]
+mod gemm_bf16_x86;
+mod gemm_f32;
+#[cfg(target_arch = "x86_64")]
+mod gemm_f32_x86;
 pub mod gemm_int8;
 #[cfg(target_arch = "x86_64")]
-mod gemm_x86;
+mod gemm_int8_x86;
 #[cfg(target_arch = "aarch64")]
-mod neon;
-mod scalar;
+mod pooling_neon;
+mod pooling_scalar;
+#[cfg(target_arch = "x86_64")]
+mod pooling_x86;
 pub mod short_attention;
+#[cfg(target_arch = "x86_64")]
+mod simd_x86;
 #[cfg(test)]
 mod test_data;
 pub mod vecmath;
-#[cfg(target_arch = "x86_64")]
-mod x86;
 
 use std::sync::OnceLock;
+
+pub use vecmath::Activation;
 
 /// The instruction set a kernel call runs with. Opaque: a caller cannot name an instruction set
 /// the CPU lacks, so the safe kernel functions below cannot reach an illegal instruction.
@@ -93,16 +109,16 @@ impl Isa {
 /// Proof that the CPU can run one of the int8 kernels, and which: AVX-512 VNNI (`vpdpbusd`,
 /// u8 × s8 dot products into i32, with AVX-512 F/BW/VL) or, without it, AVX2
 /// (`vpmaddubsw` + `vpmaddwd`, which saturates unless the weights keep to 7 bits). Opaque like
-/// [`Isa`].
+/// [`Isa`]: it holds the kernel itself, which only its CPU check constructs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Int8Dot(Int8Kind);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Int8Kind {
+enum Int8Kind {
     #[cfg(target_arch = "x86_64")]
-    Vnni512,
+    Vnni512(gemm_int8_x86::Vnni512),
     #[cfg(target_arch = "x86_64")]
-    Avx2,
+    Avx2(gemm_int8_x86::Avx2),
 }
 
 impl Int8Dot {
@@ -113,8 +129,8 @@ impl Int8Dot {
         {
             let isa = Isa::detected().0;
             Self::available().into_iter().rev().find(|dot| match dot.0 {
-                Int8Kind::Vnni512 => isa == Kind::Avx512,
-                Int8Kind::Avx2 => isa == Kind::Avx512 || isa == Kind::Avx2Fma,
+                Int8Kind::Vnni512(_) => isa == Kind::Avx512,
+                Int8Kind::Avx2(_) => isa == Kind::Avx512 || isa == Kind::Avx2Fma,
             })
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -128,53 +144,47 @@ impl Int8Dot {
         let mut kinds = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                kinds.push(Int8Dot(Int8Kind::Avx2));
-            }
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-                && std::arch::is_x86_feature_detected!("avx512vnni")
-            {
-                kinds.push(Int8Dot(Int8Kind::Vnni512));
-            }
+            kinds.extend(gemm_int8_x86::Avx2::new().map(Int8Kind::Avx2));
+            kinds.extend(gemm_int8_x86::Vnni512::new().map(Int8Kind::Vnni512));
         }
-        kinds
+        kinds.into_iter().map(Int8Dot).collect()
     }
 
     /// The instructions the int8 kernel runs on.
     pub fn name(self) -> &'static str {
         match self.0 {
             #[cfg(target_arch = "x86_64")]
-            Int8Kind::Vnni512 => "avx512-vnni",
+            Int8Kind::Vnni512(_) => "avx512-vnni",
             #[cfg(target_arch = "x86_64")]
-            Int8Kind::Avx2 => "avx2",
+            Int8Kind::Avx2(_) => "avx2",
         }
     }
 
-    pub(crate) fn kind(self) -> Int8Kind {
+    fn kind(self) -> Int8Kind {
         self.0
     }
 }
 
-/// Proof that the CPU has AVX512-BF16 (with BW and VL) (`vdpbf16ps`, bf16 pairs dotted into f32) on top of the
-/// detected AVX-512: what the bfloat16 kernels run on. Opaque like [`Isa`].
+/// Proof that the CPU has AVX512-BF16 (with BW and VL) (`vdpbf16ps`, bf16 pairs dotted into
+/// f32) on top of the detected AVX-512: what the bfloat16 kernel runs on. Opaque like
+/// [`Isa`]: it holds the kernel itself, which only its CPU check constructs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bf16Dot(());
+pub struct Bf16Dot(Bf16Kernel);
+
+#[cfg(target_arch = "x86_64")]
+type Bf16Kernel = gemm_bf16_x86::Avx512Bf16;
+/// No bfloat16 kernel off x86-64: a `Bf16Dot` cannot exist there.
+#[cfg(not(target_arch = "x86_64"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bf16Kernel {}
 
 impl Bf16Dot {
     /// `Some` when the bfloat16 kernels can run here (not when `MINILM_FAST_ISA` forced less).
     pub fn detected() -> Option<Bf16Dot> {
         #[cfg(target_arch = "x86_64")]
         {
-            if Isa::detected().0 == Kind::Avx512
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-                && std::arch::is_x86_feature_detected!("avx512bf16")
-            {
-                return Some(Bf16Dot(()));
+            if Isa::detected().0 == Kind::Avx512 {
+                return gemm_bf16_x86::Avx512Bf16::new().map(Bf16Dot);
             }
         }
         None
@@ -204,13 +214,13 @@ pub fn add_assign(isa: Isa, acc: &mut [f32], x: &[f32]) {
     // slices have the same length, as the kernels require.
     unsafe {
         match isa.0 {
-            Kind::Scalar => scalar::add_assign(acc, x),
+            Kind::Scalar => pooling_scalar::add_assign(acc, x),
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx2Fma => x86::add_assign_avx2(acc, x),
+            Kind::Avx2Fma => pooling_x86::add_assign_avx2(acc, x),
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx512 => x86::add_assign_avx512(acc, x),
+            Kind::Avx512 => pooling_x86::add_assign_avx512(acc, x),
             #[cfg(target_arch = "aarch64")]
-            Kind::Neon => neon::add_assign(acc, x),
+            Kind::Neon => pooling_neon::add_assign(acc, x),
         }
     }
 }
@@ -222,13 +232,13 @@ pub fn max_assign(isa: Isa, acc: &mut [f32], x: &[f32]) {
     // SAFETY: as in `add_assign`: a supported instruction set, slices of equal length.
     unsafe {
         match isa.0 {
-            Kind::Scalar => scalar::max_assign(acc, x),
+            Kind::Scalar => pooling_scalar::max_assign(acc, x),
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx2Fma => x86::max_assign_avx2(acc, x),
+            Kind::Avx2Fma => pooling_x86::max_assign_avx2(acc, x),
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx512 => x86::max_assign_avx512(acc, x),
+            Kind::Avx512 => pooling_x86::max_assign_avx512(acc, x),
             #[cfg(target_arch = "aarch64")]
-            Kind::Neon => neon::max_assign(acc, x),
+            Kind::Neon => pooling_neon::max_assign(acc, x),
         }
     }
 }
@@ -238,13 +248,13 @@ pub fn scale(isa: Isa, x: &mut [f32], factor: f32) {
     // SAFETY: an `Isa` only exists for instruction sets the CPU supports (see `Isa`).
     unsafe {
         match isa.0 {
-            Kind::Scalar => scalar::scale(x, factor),
+            Kind::Scalar => pooling_scalar::scale(x, factor),
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx2Fma => x86::scale_avx2(x, factor),
+            Kind::Avx2Fma => pooling_x86::scale_avx2(x, factor),
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx512 => x86::scale_avx512(x, factor),
+            Kind::Avx512 => pooling_x86::scale_avx512(x, factor),
             #[cfg(target_arch = "aarch64")]
-            Kind::Neon => neon::scale(x, factor),
+            Kind::Neon => pooling_neon::scale(x, factor),
         }
     }
 }
@@ -254,13 +264,13 @@ pub fn sum_squares(isa: Isa, x: &[f32]) -> f32 {
     // SAFETY: an `Isa` only exists for instruction sets the CPU supports (see `Isa`).
     unsafe {
         match isa.0 {
-            Kind::Scalar => scalar::sum_squares(x),
+            Kind::Scalar => pooling_scalar::sum_squares(x),
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx2Fma => x86::sum_squares_avx2(x),
+            Kind::Avx2Fma => pooling_x86::sum_squares_avx2(x),
             #[cfg(target_arch = "x86_64")]
-            Kind::Avx512 => x86::sum_squares_avx512(x),
+            Kind::Avx512 => pooling_x86::sum_squares_avx512(x),
             #[cfg(target_arch = "aarch64")]
-            Kind::Neon => neon::sum_squares(x),
+            Kind::Neon => pooling_neon::sum_squares(x),
         }
     }
 }
@@ -298,17 +308,17 @@ mod tests {
 
                 let (mut got, mut want) = (base.clone(), base.clone());
                 add_assign(isa, &mut got, &x);
-                scalar::add_assign(&mut want, &x);
+                pooling_scalar::add_assign(&mut want, &x);
                 assert_eq!(got, want, "add_assign {isa:?} n={n}");
 
                 let (mut got, mut want) = (base.clone(), base.clone());
                 max_assign(isa, &mut got, &x);
-                scalar::max_assign(&mut want, &x);
+                pooling_scalar::max_assign(&mut want, &x);
                 assert_eq!(got, want, "max_assign {isa:?} n={n}");
 
                 let (mut got, mut want) = (base.clone(), base.clone());
                 scale(isa, &mut got, 0.37);
-                scalar::scale(&mut want, 0.37);
+                pooling_scalar::scale(&mut want, 0.37);
                 assert_eq!(got, want, "scale {isa:?} n={n}");
 
                 let got = sum_squares(isa, &x);

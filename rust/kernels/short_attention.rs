@@ -92,7 +92,7 @@ pub unsafe fn head(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::super::gemm_x86::lanes;
+    use super::super::simd_x86::lanes;
     use super::MAX_TOKENS;
 
     /// `e^x` lane by lane: the same Cephes polynomial and constants as `vecmath`'s `exp`

@@ -1,5 +1,6 @@
-//! Row-wise vector math of the forward pass: bias + GELU, bias + residual, LayerNorm and the
-//! scaled softmax of attention, with branch-free `exp` / `erfc` approximations.
+//! Row-wise vector math of the forward pass: bias + activation (the feed-forward
+//! [`Activation`] is defined here), bias + residual, LayerNorm and the scaled softmax of
+//! attention, with branch-free `exp` / `erfc` approximations.
 //!
 //! Each function is written once as plain Rust over lanes the compiler can vectorise, then
 //! compiled again inside `#[target_feature]` wrappers (AVX-512, AVX2+FMA) and picked by `Isa`:
@@ -7,9 +8,30 @@
 //! partial sums, because the compiler may not reorder a single float sum.
 
 use super::{Isa, Kind};
-use crate::config::Activation;
 
 const LANES: usize = 16;
+
+/// The activation of the feed-forward block, as named by `hidden_act` in `config.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact GELU with erf; what BERT and MiniLM were trained with (`"gelu"`).
+    GeluErf,
+    /// The tanh approximation (`"gelu_new"`, `"gelu_pytorch_tanh"`).
+    GeluTanh,
+    Relu,
+}
+
+impl Activation {
+    /// The activation `hidden_act` names, `None` for one the kernels do not have.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gelu" => Some(Self::GeluErf),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Self::GeluTanh),
+            "relu" => Some(Self::Relu),
+            _ => None,
+        }
+    }
+}
 
 /// `a * b + c`, fused into one FMA where the instruction set has it. Rust never fuses on its
 /// own, and `f32::mul_add` without FMA hardware is a slow library call, hence two flavours.

@@ -1,5 +1,5 @@
-//! Plain-Rust kernels: the fallback on CPUs without the SIMD extensions, and the reference the
-//! SIMD kernels are tested against.
+//! The pooling and normalisation vector ops in plain Rust: the fallback on CPUs without the
+//! SIMD extensions, and the reference `pooling_x86` and `pooling_neon` are tested against.
 
 pub fn add_assign(acc: &mut [f32], x: &[f32]) {
     for (a, &v) in acc.iter_mut().zip(x) {

@@ -1,9 +1,11 @@
-//! AVX-512F and AVX2+FMA kernels. Callers must have checked the CPU features (see `Isa`).
-//! AVX-512 handles tails with masked loads and stores; AVX2 finishes them with scalar code.
+//! The pooling and normalisation vector ops (`add_assign`, `max_assign`, `scale`,
+//! `sum_squares` in `kernels`) for AVX-512F and AVX2+FMA. Callers must have checked the CPU
+//! features (see `Isa`). AVX-512 handles tails with masked loads and stores; AVX2 finishes
+//! them with scalar code.
 
 use std::arch::x86_64::*;
 
-use super::scalar;
+use super::pooling_scalar;
 
 const W512: usize = 16;
 const W256: usize = 8;
@@ -124,7 +126,7 @@ pub unsafe fn add_assign_avx2(acc: &mut [f32], x: &[f32]) {
             i += W256;
         }
     }
-    scalar::add_assign(&mut acc[i..], &x[i..]);
+    pooling_scalar::add_assign(&mut acc[i..], &x[i..]);
 }
 
 /// # Safety
@@ -142,7 +144,7 @@ pub unsafe fn max_assign_avx2(acc: &mut [f32], x: &[f32]) {
             i += W256;
         }
     }
-    scalar::max_assign(&mut acc[i..], &x[i..]);
+    pooling_scalar::max_assign(&mut acc[i..], &x[i..]);
 }
 
 /// # Safety
@@ -160,7 +162,7 @@ pub unsafe fn scale_avx2(x: &mut [f32], factor: f32) {
             i += W256;
         }
     }
-    scalar::scale(&mut x[i..], factor);
+    pooling_scalar::scale(&mut x[i..], factor);
 }
 
 /// # Safety
@@ -183,5 +185,5 @@ pub unsafe fn sum_squares_avx2(x: &[f32]) -> f32 {
     let halves = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
     let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
     let total = _mm_add_ss(pairs, _mm_shuffle_ps::<0b01>(pairs, pairs));
-    _mm_cvtss_f32(total) + scalar::sum_squares(&x[i..])
+    _mm_cvtss_f32(total) + pooling_scalar::sum_squares(&x[i..])
 }

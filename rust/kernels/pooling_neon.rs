@@ -1,9 +1,10 @@
-//! NEON kernels for aarch64 (NEON is part of the base ARMv8-A profile, still detected at run time
-//! for uniformity). Tails are finished with the scalar kernels.
+//! The pooling and normalisation vector ops (`add_assign`, `max_assign`, `scale`,
+//! `sum_squares` in `kernels`) for aarch64 NEON (part of the base ARMv8-A profile, still
+//! detected at run time for uniformity). Tails are finished with the scalar kernels.
 
 use std::arch::aarch64::*;
 
-use super::scalar;
+use super::pooling_scalar;
 
 const W: usize = 4;
 
@@ -24,7 +25,7 @@ pub unsafe fn add_assign(acc: &mut [f32], x: &[f32]) {
             i += W;
         }
     }
-    scalar::add_assign(&mut acc[i..], &x[i..]);
+    pooling_scalar::add_assign(&mut acc[i..], &x[i..]);
 }
 
 /// # Safety
@@ -44,7 +45,7 @@ pub unsafe fn max_assign(acc: &mut [f32], x: &[f32]) {
             i += W;
         }
     }
-    scalar::max_assign(&mut acc[i..], &x[i..]);
+    pooling_scalar::max_assign(&mut acc[i..], &x[i..]);
 }
 
 /// # Safety
@@ -61,7 +62,7 @@ pub unsafe fn scale(x: &mut [f32], factor: f32) {
             i += W;
         }
     }
-    scalar::scale(&mut x[i..], factor);
+    pooling_scalar::scale(&mut x[i..], factor);
 }
 
 /// # Safety
@@ -80,5 +81,5 @@ pub unsafe fn sum_squares(x: &[f32]) -> f32 {
             i += W;
         }
     }
-    vaddvq_f32(acc) + scalar::sum_squares(&x[i..])
+    vaddvq_f32(acc) + pooling_scalar::sum_squares(&x[i..])
 }
