@@ -14,10 +14,8 @@ use crate::config::{BertConfig, SentenceConfig};
 use crate::error::{Error, Result};
 use crate::kernels::Isa;
 use crate::model::{Backend, BertModel};
-use crate::ops::PoolOp;
 use crate::packing::PackedTokens;
-use crate::pooling;
-use crate::stage_timing::{timed, Stage};
+use crate::pooling::Pooling;
 use crate::workspace::with_floats;
 
 /// Far beyond any sensible count; refuses typos like `threads=10_000` before spawning.
@@ -30,6 +28,7 @@ const MIN_GROUP_TOKENS: usize = 64;
 pub struct SentenceEncoder {
     model: BertModel,
     sentence: SentenceConfig,
+    pooling: Pooling,
     pool: rayon::ThreadPool,
     threads: usize,
     isa: Isa,
@@ -83,7 +82,8 @@ impl SentenceEncoder {
         };
         let config = BertConfig::from_file(&model_dir.join("config.json"))?;
         let sentence = SentenceConfig::from_dir(model_dir)?;
-        let output_dim = config.hidden_size * sentence.pooling.len();
+        let hidden_size = config.hidden_size;
+        let output_dim = hidden_size * sentence.pooling.len();
         let weights = model_dir.join("model.safetensors");
         let model = BertModel::load(&weights, config, compute, backend, output_dim)?;
         let pool = rayon::ThreadPoolBuilder::new()
@@ -93,6 +93,7 @@ impl SentenceEncoder {
             .map_err(|e| Error::Compute(format!("starting {threads} worker threads: {e}")))?;
         Ok(Self {
             model,
+            pooling: Pooling::load(&sentence, hidden_size),
             sentence,
             pool,
             threads,
@@ -122,7 +123,7 @@ impl SentenceEncoder {
         self.threads
     }
 
-    /// The instruction set the pooling kernels use.
+    /// The instruction set the float32 kernels run with (GEMM, attention, LayerNorm, pooling).
     pub fn isa(&self) -> Isa {
         self.isa
     }
@@ -170,30 +171,21 @@ impl SentenceEncoder {
         normalize: bool,
         out: &mut [f32],
     ) -> Result<()> {
-        let pool = PoolOp {
-            isa: self.isa,
-            dim: self.config().hidden_size,
-            modes: &self.sentence.pooling,
-            normalize,
-        };
-        self.model
-            .forward_packed(tokens, |hidden, offsets, buffers| {
-                timed(Stage::Pooling, || {
-                    buffers.pooled.inplace_op3(hidden, offsets, &pool)?;
-                    with_floats(&buffers.pooled, |pooled| {
-                        if pooled.len() == out.len() {
-                            out.copy_from_slice(pooled);
-                            Ok(())
-                        } else {
-                            Err(Error::Compute(format!(
-                                "pooling gave {} values for {} outputs",
-                                pooled.len(),
-                                out.len()
-                            )))
-                        }
-                    })?
-                })
-            })
+        self.model.forward_packed(tokens, |hidden, pass| {
+            let pooled = self.pooling.forward(hidden, pass, normalize)?;
+            with_floats(&pooled, |pooled| {
+                if pooled.len() == out.len() {
+                    out.copy_from_slice(pooled);
+                    Ok(())
+                } else {
+                    Err(Error::Compute(format!(
+                        "pooling gave {} values for {} outputs",
+                        pooled.len(),
+                        out.len()
+                    )))
+                }
+            })?
+        })
     }
 
     /// Sentence vectors on Candle's stock ops: the padded batch through the encoder, then
@@ -202,10 +194,10 @@ impl SentenceEncoder {
         if batch.batch == 0 {
             return Ok(Vec::new());
         }
-        let (hidden, mask) = self.model.forward_stock(batch)?;
-        let modes = &self.sentence.pooling;
-        let pooled = pooling::pool_padded(&hidden, &mask, modes, normalize)?;
-        Ok(pooled.flatten_all()?.to_vec1()?)
+        self.model.forward_stock(batch, |hidden, pass| {
+            let pooled = self.pooling.forward(hidden, pass, normalize)?;
+            Ok(pooled.flatten_all()?.to_vec1()?)
+        })
     }
 
     /// The last hidden state, [batch, seq_len, hidden] row-major.

@@ -66,13 +66,17 @@ pub enum Pass<'a> {
         offsets: &'a Tensor,
         buffers: &'a Buffers,
     },
-    /// A padded batch and its additive attention mask, `[batch, 1, 1, seq]` (0 for a token, a
-    /// huge negative number for padding).
-    Stock { mask: &'a Tensor },
+    /// A padded batch: its attention mask as f32 `[batch, seq]` (1 for a token, 0 for
+    /// padding), and the same as attention adds it to the scores, `[batch, 1, 1, seq]` (0 for
+    /// a token, a huge negative number for padding).
+    Stock {
+        tokens: &'a Tensor,
+        mask: &'a Tensor,
+    },
 }
 
 impl Pass<'_> {
-    fn buffers(&self) -> Option<&Buffers> {
+    pub fn buffers(&self) -> Option<&Buffers> {
         match self {
             Pass::Fused { buffers, .. } => Some(buffers),
             Pass::Stock { .. } => None,
@@ -81,7 +85,7 @@ impl Pass<'_> {
 }
 
 /// A block loaded for one backend called with the other's pass: a bug, never user input.
-fn mismatch(block: &str) -> Error {
+pub(crate) fn mismatch(block: &str) -> Error {
     Error::Compute(format!("{block}: called with the other backend's inputs"))
 }
 
@@ -382,7 +386,7 @@ impl BertSelfAttention {
                     .inplace_op3(&qkv, offsets, &self.attention)?;
                 Ok(buffers.context.clone())
             }
-            Pass::Stock { mask } => self.padded_attention(&qkv, mask),
+            Pass::Stock { mask, .. } => self.padded_attention(&qkv, mask),
         })
     }
 
@@ -641,12 +645,12 @@ impl BertModel {
     }
 
     /// Runs the fused encoder over `tokens` and hands `then` the last hidden state
-    /// (`[tokens, hidden]`, in the workspace), the sequence offsets and the workspace's
-    /// buffers, so pooling reads the hidden states in place. Runs on the current rayon pool.
+    /// (`[tokens, hidden]`, in the workspace) and the pass (sequence offsets, the workspace's
+    /// buffers), so pooling reads the hidden states in place. Runs on the current rayon pool.
     pub fn forward_packed<R>(
         &self,
         tokens: &PackedTokens,
-        then: impl FnOnce(&Tensor, &Tensor, &Buffers) -> Result<R>,
+        then: impl FnOnce(&Tensor, &Pass) -> Result<R>,
     ) -> Result<R> {
         if !matches!(self.backend, Backend::Fused) {
             return Err(mismatch("BertModel::forward_packed"));
@@ -678,11 +682,11 @@ impl BertModel {
         };
         let result = if n == 0 {
             // No real token: nothing to run, only pooling (of nothing) to do.
-            then(&buffers.hidden, &offsets, &buffers)
+            then(&buffers.hidden, &pass)
         } else {
             let embedded = timed(Stage::Embeddings, || self.embeddings.forward(&table, &pass))?;
             let hidden = self.encoder.forward(&embedded, &pass)?;
-            then(&hidden, &offsets, &buffers)
+            then(&hidden, &pass)
         };
         drop(buffers);
         let mut idle = self.idle_workspaces();
@@ -693,10 +697,14 @@ impl BertModel {
         result
     }
 
-    /// Runs the stock encoder over a padded batch: the last hidden state
-    /// (`[batch, seq, hidden]`, padding positions hold whatever attention made of them) and
-    /// the attention mask as f32 `[batch, seq]`, on the backend's device.
-    pub fn forward_stock(&self, batch: &TokenBatch) -> Result<(Tensor, Tensor)> {
+    /// Runs the stock encoder over a padded batch, on the backend's device, and hands `then`
+    /// the last hidden state (`[batch, seq, hidden]`, padding positions hold whatever
+    /// attention made of them) and the pass (the masks).
+    pub fn forward_stock<R>(
+        &self,
+        batch: &TokenBatch,
+        then: impl FnOnce(&Tensor, &Pass) -> Result<R>,
+    ) -> Result<R> {
         let Backend::Stock(device) = &self.backend else {
             return Err(mismatch("BertModel::forward_stock"));
         };
@@ -710,10 +718,13 @@ impl BertModel {
         let mask = Tensor::from_vec(mask, (b, s), device)?;
         // 0 for a token, f32::MIN for padding: exp() of a padded score is exactly 0.
         let additive = ((mask.clone() - 1.0)? * f64::from(f32::MAX))?.reshape((b, 1, 1, s))?;
-        let pass = Pass::Stock { mask: &additive };
+        let pass = Pass::Stock {
+            tokens: &mask,
+            mask: &additive,
+        };
         let embedded = self.embeddings.forward(&table, &pass)?;
         let hidden = self.encoder.forward(&embedded, &pass)?;
-        Ok((hidden, mask))
+        then(&hidden, &pass)
     }
 
     /// The last hidden state in the padded layout, [batch * seq_len, hidden]; padding
@@ -721,13 +732,17 @@ impl BertModel {
     pub fn forward(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
         let h = self.config.hidden_size;
         if let Backend::Stock(_) = self.backend {
-            let (hidden, mask) = self.forward_stock(batch)?;
-            let hidden = hidden.broadcast_mul(&mask.unsqueeze(2)?)?;
-            return Ok(hidden.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?);
+            return self.forward_stock(batch, |hidden, pass| {
+                let Pass::Stock { tokens, .. } = pass else {
+                    return Err(mismatch("BertModel::forward"));
+                };
+                let hidden = hidden.broadcast_mul(&tokens.unsqueeze(2)?)?;
+                Ok(hidden.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?)
+            });
         }
         let tokens = PackedTokens::new(batch);
         let mut padded = vec![0.0f32; batch.batch * batch.seq_len * h];
-        self.forward_packed(&tokens, |hidden, _, _| {
+        self.forward_packed(&tokens, |hidden, _| {
             with_floats(hidden, |packed| {
                 for (row, &origin) in packed.chunks_exact(h).zip(&tokens.origin) {
                     padded[origin * h..(origin + 1) * h].copy_from_slice(row);

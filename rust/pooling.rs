@@ -2,12 +2,16 @@
 //! the attention mask marks as real, concatenated in the order sentence-transformers uses, then
 //! optional L2 normalisation. Written straight into the caller's output rows with the SIMD
 //! kernels (`ops::PoolOp` runs them as a Candle op); [`pool_padded`] is the same on Candle's
-//! stock ops.
+//! stock ops; [`Pooling`] is the step as a block of the encoder, choosing between the two.
 
 use candle_core::Tensor;
 
-use crate::config::PoolingMode;
+use crate::config::{PoolingMode, SentenceConfig};
+use crate::error::Result;
 use crate::kernels::{self, Isa};
+use crate::model::Pass;
+use crate::ops::PoolOp;
+use crate::stage_timing::{timed, Stage};
 
 /// sentence-transformers' floor for the token count (avoids 0/0 for an all-padding row).
 const MIN_TOKEN_COUNT: f32 = 1e-9;
@@ -109,6 +113,44 @@ pub fn pool_sequence(
 pub fn normalize_in_place(isa: Isa, x: &mut [f32]) {
     let norm = kernels::sum_squares(isa, x).sqrt();
     kernels::scale(isa, x, 1.0 / norm.max(MIN_NORM));
+}
+
+/// The sentence-transformers Pooling step (and Normalize, when asked) as a block of the
+/// encoder: on the fused backend our kernels as a Candle op ([`PoolOp`]) writing the
+/// workspace's `pooled` tensor, on the stock backend Candle's tensor ops ([`pool_padded`]).
+pub struct Pooling {
+    isa: Isa,
+    dim: usize,
+    modes: Vec<PoolingMode>,
+}
+
+impl Pooling {
+    /// Pools token vectors of width `dim` by the modes of `sentence` (its Pooling config).
+    pub fn load(sentence: &SentenceConfig, dim: usize) -> Self {
+        Self {
+            isa: Isa::detected(),
+            dim,
+            modes: sentence.pooling.clone(),
+        }
+    }
+
+    /// Sentence vectors `[sequences, dim * modes]` from the last hidden state; `normalize`
+    /// adds the L2 normalisation.
+    pub fn forward(&self, hidden: &Tensor, pass: &Pass, normalize: bool) -> Result<Tensor> {
+        match pass {
+            Pass::Fused { offsets, buffers } => timed(Stage::Pooling, || {
+                let op = PoolOp {
+                    isa: self.isa,
+                    dim: self.dim,
+                    modes: &self.modes,
+                    normalize,
+                };
+                buffers.pooled.inplace_op3(hidden, offsets, &op)?;
+                Ok(buffers.pooled.clone())
+            }),
+            Pass::Stock { tokens, .. } => Ok(pool_padded(hidden, tokens, &self.modes, normalize)?),
+        }
+    }
 }
 
 /// Pooling and normalisation on Candle's stock ops, for the stock backend: `hidden`
