@@ -49,13 +49,6 @@ impl Backend {
             Backend::Stock(device.clone())
         }
     }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Backend::Fused => "fused",
-            Backend::Stock(_) => "stock",
-        }
-    }
 }
 
 /// What every block's `forward` needs besides its input, by backend.
@@ -342,9 +335,8 @@ impl BertEmbeddings {
 /// Q, K and V in one projection, then `softmax(Q Kᵀ / √d) V` per head.
 pub struct BertSelfAttention {
     qkv: Dense,
+    /// The fused form's op; its `heads` and `head_dim` serve the stock form too.
     attention: AttentionOp,
-    heads: usize,
-    head_dim: usize,
 }
 
 impl BertSelfAttention {
@@ -361,17 +353,14 @@ impl BertSelfAttention {
             Compute::BFloat16 => Bf16Dot::detected(),
             Compute::Float32 | Compute::Int8 => None,
         };
-        let (heads, head_dim) = (config.num_heads, config.head_dim());
         Ok(Self {
             qkv,
             attention: AttentionOp {
                 isa: loader.isa,
                 bf16,
-                heads,
-                head_dim,
+                heads: config.num_heads,
+                head_dim: config.head_dim(),
             },
-            heads,
-            head_dim,
         })
     }
 
@@ -393,7 +382,7 @@ impl BertSelfAttention {
     /// Attention on Candle's stock ops over a padded batch.
     fn padded_attention(&self, qkv: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let (batch, seq, _) = qkv.dims3()?;
-        let (heads, d) = (self.heads, self.head_dim);
+        let (heads, d) = (self.attention.heads, self.attention.head_dim);
         let head = |i: usize| -> Result<Tensor> {
             Ok(qkv
                 .narrow(2, i * heads * d, heads * d)?
