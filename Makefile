@@ -15,7 +15,7 @@ SOURCES := $(shell find rust python -type f -not -name '*.so' -not -path '*/__py
 TEST_ENV := HF_HUB_OFFLINE=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=$(WHEELHOUSE) \
 	MINILM_FAST_WHEELHOUSE=$(WHEELHOUSE) MINILM_FAST_CACHE=$(CURDIR)/.cache/minilm_fast
 
-.PHONY: help run test test-rust test-python bench compare lint fmt wheel clean fuzz valgrind audit
+.PHONY: help run test test-rust test-python test-interpreters test-sdist bench compare lint fmt wheel clean fuzz valgrind audit
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,30 @@ $(CARGO_TEST_MODEL)/.checked: $(MIRROR_WHEEL)
 
 test-python: $(VENV)/.installed $(MIRROR_WHEEL) $(WHEELHOUSE)/.deps ## pytest against the installed release wheel
 	$(TEST_ENV) MINILM_FAST_WHEEL="$$(ls dist/minilm_fast-*.whl)" $(PY) -m pytest
+
+# The one abi3 wheel in a fresh venv of every CPython 3.9-3.13 (pyenv, then PATH), running
+# tests/smoke there; dependencies come from the package index, the tests run offline.
+test-interpreters: $(VENV)/.installed $(MIRROR_WHEEL) ## the wheel in a fresh venv of each CPython 3.9-3.13: smoke suite
+	$(TEST_ENV) $(PYTHON) scripts/test_interpreters.py "$$(ls dist/minilm_fast-*.whl)"
+
+# The sdist builds with `pip install` and a fresh clone with `pip wheel`, as a user with Rust
+# would do it. Both builds share one cargo target folder and skip fat LTO, which only makes the
+# code faster: this checks that the sources are complete, not the release wheel.
+SDIST_DIR := $(CURDIR)/.cache/sdist
+SDIST_BUILD_ENV := CARGO_TARGET_DIR=$(SDIST_DIR)/target CARGO_PROFILE_RELEASE_LTO=false \
+	CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+
+test-sdist: $(VENV)/.installed $(MIRROR_WHEEL) ## the sdist installs with pip, a fresh clone builds with pip wheel: smoke suite
+	rm -rf $(SDIST_DIR)/dist $(SDIST_DIR)/venv $(SDIST_DIR)/clone $(SDIST_DIR)/wheel
+	$(VENV)/bin/maturin sdist --out $(SDIST_DIR)/dist
+	$(PYTHON) -m venv $(SDIST_DIR)/venv
+	$(SDIST_BUILD_ENV) $(SDIST_DIR)/venv/bin/python -m pip install -q \
+		"$$(ls $(SDIST_DIR)/dist/minilm_fast-*.tar.gz)" "pytest>=8" "pytest-timeout>=2"
+	$(TEST_ENV) $(SDIST_DIR)/venv/bin/python -m pytest tests/smoke -q -p no:cacheprovider
+	git clone -q $(CURDIR) $(SDIST_DIR)/clone
+	$(SDIST_BUILD_ENV) $(SDIST_DIR)/venv/bin/python -m pip wheel -q --no-deps \
+		-w $(SDIST_DIR)/wheel $(SDIST_DIR)/clone
+	ls $(SDIST_DIR)/wheel/minilm_fast-*.whl
 
 bench: $(VENV)/.installed $(MIRROR_WHEEL) ## pytest-benchmark groups in benches/
 	$(TEST_ENV) $(PY) -m pytest benches -p no:cacheprovider --benchmark-enable
@@ -102,28 +126,29 @@ lint: $(VENV)/.installed ## rustfmt, clippy, ruff, stub check
 	$(VENV)/bin/ruff format --check python tests benches scripts examples
 	$(PY) -m mypy --strict python/minilm_fast
 	$(PY) -m mypy.stubtest minilm_fast._minilm_fast
-	@cargo deny --version >/dev/null 2>&1 || cargo install cargo-deny --locked
+	@cargo deny --version >/dev/null 2>&1 || { echo "installing cargo-deny into $${CARGO_HOME:-$$HOME/.cargo}/bin (first use)"; cargo install cargo-deny --locked; }
 	cargo deny check licenses bans sources
 
 fmt: $(VENV)/.installed ## format Rust and Python
 	cargo fmt
 	$(VENV)/bin/ruff format python tests benches scripts examples
 
-wheel: $(VENV)/.installed ## the release wheel, in dist/
+wheel: $(VENV)/.installed ## the release wheel (cp39-abi3, manylinux2014), in dist/; auditwheel shows its policy
+	$(VENV)/bin/auditwheel show dist/minilm_fast-*.whl
 
 # Fuzzing, memory checking, supply chain. Each installs the tool it needs on first use
 # (cargo-fuzz ~1.5 min, cargo-deny ~4 min of CPU, cargo-audit, pip-audit).
 FUZZ_SECONDS ?= 50
 
 fuzz: ## fuzz encode args, config files, weights (FUZZ_SECONDS each)
-	@cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	@cargo fuzz --version >/dev/null 2>&1 || { echo "installing cargo-fuzz into $${CARGO_HOME:-$$HOME/.cargo}/bin (first use)"; cargo install cargo-fuzz --locked; }
 	$(PYTHON) fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 valgrind: ## memcheck over the Rust unit tests (kernels, GEMM, pooling, config, batch, weights)
 	bash scripts/valgrind.sh
 
 audit: $(VENV)/.installed ## known vulnerabilities: cargo audit (RustSec) and pip-audit (.venv)
-	@cargo audit --version >/dev/null 2>&1 || cargo install cargo-audit --locked
+	@cargo audit --version >/dev/null 2>&1 || { echo "installing cargo-audit into $${CARGO_HOME:-$$HOME/.cargo}/bin (first use)"; cargo install cargo-audit --locked; }
 	@test -x .cache/audit/bin/pip-audit || { $(PYTHON) -m venv .cache/audit && \
 		.cache/audit/bin/python -m pip install -q pip-audit; }
 	status=0; cargo audit || status=$$?; \
@@ -137,12 +162,16 @@ clean: ## remove build products, the virtualenv and caches
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-# One release build, reused: the wheel users get is the one the tests run against.
+# One release build, reused: the wheel users get is the one the tests run against. It is a
+# manylinux2014 (glibc 2.17) wheel: zig, from the `ziglang` package on PyPI, links it against
+# glibc 2.17's symbols, so no manylinux container is needed (cargo-zigbuild inside maturin runs
+# `python3 -m ziglang`, hence the venv first on PATH). The CPU kernels are still picked at run time.
 $(VENV)/.installed: $(VENV)/bin/python $(SOURCES)
-	$(PY) -m pip install -q "maturin>=1.7,<2" "pytest>=8" "pytest-benchmark>=4" \
-		"pytest-timeout>=2" ruff mypy
+	$(PY) -m pip install -q "maturin>=1.7,<2" "ziglang>=0.17.1,<0.18" "auditwheel>=6" \
+		"pytest>=8" "pytest-benchmark>=4" "pytest-timeout>=2" ruff mypy
 	rm -rf dist
-	$(VENV)/bin/maturin build --release --out dist --interpreter $(PY)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/maturin build --release --out dist \
+		--interpreter $(PY) --zig --compatibility manylinux2014
 	$(PY) -m pip install -q --force-reinstall --no-deps dist/minilm_fast-*.whl
 	$(PY) -m pip install -q "$$(ls dist/minilm_fast-*.whl)[all]"
 	touch $@
