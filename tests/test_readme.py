@@ -1,5 +1,6 @@
-"""The README's usage section runs: every python block in order in one namespace, every bash
-block in a scratch folder with the installed `minilm-fast` on PATH."""
+"""The README's usage section and docs/USAGE.md run: every python block in order in one namespace
+(the README's first, then the guide's), every bash block of the README in a scratch folder with
+the installed `minilm-fast` on PATH."""
 
 from __future__ import annotations
 
@@ -13,23 +14,34 @@ import sys
 import numpy as np
 import pytest
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+GUIDE = ROOT / "docs" / "USAGE.md"
 FRAMEWORKS = ("langchain_core", "llama_index", "chromadb", "pyarrow")
 
 
-def _usage_blocks(language: str) -> list[str]:
+def _readme_usage() -> str:
     text = README.read_text(encoding="utf-8")
-    usage = text[text.index("\n## Usage") : text.index("\n## ", text.index("\n## Usage") + 1)]
-    return re.findall(rf"```{language}\n(.*?)```", usage, flags=re.DOTALL)
+    start = text.index("\n## Usage")
+    return text[start : text.index("\n## ", start + 1)]
 
 
-PYTHON_BLOCKS = _usage_blocks("python")
-BASH_BLOCKS = _usage_blocks("bash")
+def _blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+
+
+PYTHON_BLOCKS = [
+    (f"README.md python block {i}", b) for i, b in enumerate(_blocks(_readme_usage(), "python"))
+] + [
+    (f"docs/USAGE.md python block {i}", b)
+    for i, b in enumerate(_blocks(GUIDE.read_text(encoding="utf-8"), "python"))
+]
+BASH_BLOCKS = _blocks(_readme_usage(), "bash")
 NAMESPACE: dict[str, object] = {"__name__": "readme"}
 
 
 def test_usage_section_has_the_snippets_the_issue_asks_for() -> None:
-    code = "\n".join(PYTHON_BLOCKS + BASH_BLOCKS)
+    code = "\n".join([block for _, block in PYTHON_BLOCKS] + BASH_BLOCKS)
     for needle in (
         "import Encoder as SentenceTransformer",  # the one-line switch
         "minilm-fast encode",
@@ -43,11 +55,11 @@ def test_usage_section_has_the_snippets_the_issue_asks_for() -> None:
 
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
 def test_python_snippet_runs(index: int, capsys: pytest.CaptureFixture[str]) -> None:
-    block = PYTHON_BLOCKS[index]
+    where, block = PYTHON_BLOCKS[index]
     for module in FRAMEWORKS:
         if re.search(rf"^(from|import) {module}\b", block, flags=re.MULTILINE):
             pytest.importorskip(module)
-    exec(compile(block, f"README.md python block {index}", "exec"), NAMESPACE)
+    exec(compile(block, where, "exec"), NAMESPACE)
     printed = capsys.readouterr().out
     # The comments in the snippets say what they print; check the ones that can drift.
     for expected in re.findall(r"print\(.*?\)\s+# (.+)$", block, flags=re.MULTILINE):
