@@ -29,7 +29,10 @@ def test_reference_covers_what_the_issue_asks_for(
 ) -> None:
     """The fixture itself: enough texts, of every kind, and those tokenized past the limit."""
     assert len(parity_texts) >= 300
-    digest = hashlib.sha256(json.dumps(parity_texts, ensure_ascii=False).encode()).hexdigest()
+    # The references were made from exactly these texts (scripts/make_reference.py records it).
+    texts_file = pathlib.Path(__file__).parent / "data" / "parity_texts.json"
+    digest = hashlib.sha256(texts_file.read_bytes()).hexdigest()
+    assert digest == parity_meta["texts_sha256"], "texts changed: rerun scripts/make_reference.py"
     assert parity_meta["max_seq_length"] == 256
     n_untruncated = parity_meta["n_tokens_untruncated"]
     assert isinstance(n_untruncated, list)
@@ -38,7 +41,6 @@ def test_reference_covers_what_the_issue_asks_for(
     assert any(t and not t.strip() for t in parity_texts), "needs whitespace-only texts"
     assert any(any("\u4e00" <= c <= "\u9fff" for c in t) for t in parity_texts), "needs CJK"
     assert any(any(ord(c) >= 0x1F300 for c in t) for t in parity_texts), "needs emoji"
-    assert digest  # the texts hash is recorded by the generator; recomputed here for clarity
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 32, 64, 1000])
