@@ -1,11 +1,16 @@
 """The compute modes (`Encoder(compute=...)`): what runs on this CPU, the output contract in each
 mode, and the quality gates of the reduced-precision modes against float32 on the real model.
 
-Gates (the issue's): on the STS Benchmark dev split, Spearman x 100 within 0.05 of float32's for
-bfloat16 and within 0.15 for int8; mean cosine to sentence-transformers' float32 embeddings of
-the parity corpus >= 0.999 (bfloat16) and >= 0.995 (int8); on our own retrieval corpus, each
-query's top 10 documents equal float32's for >= 95% of queries (bfloat16; int8: >= 9 of the 10
-for >= 95% of queries, see the test) and recall@10 within 2 points.
+The gates this file holds (constants below), for bfloat16 and for int8 on both its kernels
+(AVX-512 VNNI, and AVX2 with 7-bit weights, forced with MINILM_FAST_ISA=avx2):
+- STS Benchmark dev split: Spearman x 100 within 0.05 of float32's (bfloat16), 0.15 (int8);
+- cosine to sentence-transformers' float32 embeddings of the parity corpus: mean >= 0.999 and
+  every text >= 0.9999 (bfloat16; measured minimum 0.99995), mean >= 0.995 and every text
+  >= 0.98 (int8; measured minima 0.9918 VNNI, 0.9854 AVX2);
+- our retrieval corpus: recall@10 within 2 points of float32's; the same top-1 document for
+  >= 95% of queries; the top-10 set equal to float32's for >= 95% of queries (bfloat16) or at
+  least 9 of its 10 documents kept for >= 95% (int8: near-ties at rank 10 make an exact top-10
+  gate unmeetable for any int8, see test_int8_top_k_keeps_float32s_documents).
 
 Each mode's Encoder is loaded once and each test set embedded once per mode (`_Modes`). A mode
 this CPU lacks (per /proc/cpuinfo) is skipped; a CPU that has the instructions but computed in
@@ -47,6 +52,7 @@ CPU_FLAGS = {
 STSB_FLOAT32 = 86.716
 STSB_TOLERANCE = {"bfloat16": 0.05, "int8": 0.15}
 MEAN_COSINE_FLOOR = {"bfloat16": 0.999, "int8": 0.995}
+MIN_COSINE_FLOOR = {"bfloat16": 0.9999, "int8": 0.98}
 TOP_K = 10
 TOP_K_MATCH_FLOOR = 0.95
 RECALL_FLOOR_FLOAT32 = 0.90
@@ -188,11 +194,22 @@ def retrieval() -> dict[str, object]:
 
 def _top_k(modes: _Modes, mode: Compute, corpus: dict[str, object]) -> npt.NDArray[np.intp]:
     """For each query of the corpus, the indices of its TOP_K most similar documents."""
+    documents, queries = _retrieval_texts(corpus)
+    docs = modes.embed(mode, "retrieval documents", documents)
+    asked = modes.embed(mode, "retrieval queries", queries)
+    return _top_k_of(docs, asked)
+
+
+def _retrieval_texts(corpus: dict[str, object]) -> tuple[list[str], list[str]]:
+    """The corpus's documents and its queries' texts."""
     documents, queries = corpus["documents"], corpus["queries"]
     assert isinstance(documents, list) and isinstance(queries, list)
-    docs = modes.embed(mode, "retrieval documents", documents).astype(np.float64)
-    asked = modes.embed(mode, "retrieval queries", [q["query"] for q in queries])
-    scores = asked.astype(np.float64) @ docs.T
+    return documents, [q["query"] for q in queries]
+
+
+def _top_k_of(docs: npt.ArrayLike, queries: npt.ArrayLike) -> npt.NDArray[np.intp]:
+    """For each query embedding, the indices of its TOP_K most similar document embeddings."""
+    scores = np.asarray(queries, dtype=np.float64) @ np.asarray(docs, dtype=np.float64).T
     top: npt.NDArray[np.intp] = np.argsort(-scores, axis=1, kind="stable")[:, :TOP_K]
     return top
 
@@ -337,11 +354,19 @@ def test_parity_corpus_stays_close_to_float32(
 ) -> None:
     """Against sentence-transformers' float32 embeddings (which float32 matches to 0.99999)."""
     cos = _cosines(modes.embed(mode, "parity", parity_texts), parity_reference)
+    _assert_close_to_float32(cos, mode, parity_texts)
+
+
+def _assert_close_to_float32(cos: Floats, mode: Compute, texts: Sequence[str]) -> None:
+    """The mean and the per-text cosine gates of `mode`, the worst text named on failure."""
     worst = int(np.argmin(cos))
-    assert cos.mean() >= MEAN_COSINE_FLOOR[mode], (
-        f"{mode}: mean cosine to float32 {cos.mean():.5f} (gate {MEAN_COSINE_FLOOR[mode]}), "
-        f"min {cos.min():.5f} on text {worst} {parity_texts[worst][:60]!r}"
+    summary = (
+        f"{mode}: cosine to float32 mean {cos.mean():.5f} (gate {MEAN_COSINE_FLOOR[mode]}), "
+        f"min {cos.min():.5f} (gate {MIN_COSINE_FLOOR[mode]}) on text {worst} "
+        f"{texts[worst][:60]!r}"
     )
+    assert cos.mean() >= MEAN_COSINE_FLOOR[mode], summary
+    assert cos.min() >= MIN_COSINE_FLOOR[mode], summary
 
 
 def test_retrieval_corpus_is_meaningful(modes: _Modes, retrieval: dict[str, object]) -> None:
@@ -373,8 +398,12 @@ def _top_k_agreement(
     modes: _Modes, retrieval: dict[str, object], mode: Compute
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64], float, str]:
     """Per query: top-k set equal to float32's, documents shared with it; same top-1 share."""
-    reduced = _top_k(modes, mode, retrieval)
-    baseline = _top_k(modes, "float32", retrieval)
+    return _agreement(_top_k(modes, mode, retrieval), _top_k(modes, "float32", retrieval), mode)
+
+
+def _agreement(
+    reduced: npt.NDArray[np.intp], baseline: npt.NDArray[np.intp], mode: str
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64], float, str]:
     same = np.array([set(a) == set(b) for a, b in zip(reduced, baseline)])
     overlap = np.array([len(set(a) & set(b)) for a, b in zip(reduced, baseline)])
     top1 = float(np.mean(reduced[:, 0] == baseline[:, 0]))
@@ -464,26 +493,36 @@ def test_without_avx512_int8_runs_on_avx2_and_bfloat16_falls_back(
     model_dir: pathlib.Path,
     stsb: tuple[Floats, list[str], list[str]],
     parity_texts: list[str],
+    parity_reference: npt.NDArray[np.float32],
+    retrieval: dict[str, object],
     tmp_path: pathlib.Path,
 ) -> None:
     """MINILM_FAST_ISA=avx2 hides AVX-512. int8 runs the AVX2 kernel (7-bit weights), without
-    a warning, and meets int8's gates; bfloat16 computes in float32 with a RuntimeWarning;
-    "auto" picks int8."""
+    a warning, and meets every int8 gate (STS-B, parity cosines, retrieval); bfloat16 computes
+    in float32 with a RuntimeWarning; "auto" picks int8."""
     gold, first, second = stsb
-    texts = first + second + parity_texts
+    documents, queries = _retrieval_texts(retrieval)
+    texts = first + second + parity_texts + documents + queries
     report, int8 = _run_forced_isa("avx2", model_dir, texts, tmp_path)
     assert (report["int8"]["compute"], report["int8"]["warnings"]) == ("int8", []), report
     _assert_fell_back(report["bfloat16"], "bfloat16")
     assert (report["auto"]["compute"], report["auto"]["warnings"]) == ("int8", []), report
 
-    n = len(first)
-    spearman = 100 * _spearman(gold, _cosines(int8[:n], int8[n : 2 * n]))
+    parts = np.cumsum([len(first), len(second), len(parity_texts), len(documents)])
+    stsb_a, stsb_b, parity, docs, asked = np.split(int8, parts)
+    spearman = 100 * _spearman(gold, _cosines(stsb_a, stsb_b))
     assert abs(spearman - STSB_FLOAT32) <= STSB_TOLERANCE["int8"], f"AVX2 int8 {spearman:.3f}"
-    stsb_cos = _cosines(int8[: 2 * n], modes.embed("float32", "stsb", first + second))
+    stsb_cos = _cosines(np.vstack([stsb_a, stsb_b]), modes.embed("float32", "stsb", first + second))
     assert stsb_cos.mean() >= MEAN_COSINE_FLOOR["int8"], f"STS-B mean cos {stsb_cos.mean():.5f}"
-    parity_cos = _cosines(int8[2 * n :], modes.embed("float32", "parity", parity_texts))
-    floor = MEAN_COSINE_FLOOR["int8"]
-    assert parity_cos.mean() >= floor, f"parity corpus mean cos {parity_cos.mean():.5f}"
+    _assert_close_to_float32(_cosines(parity, parity_reference), "int8", parity_texts)
+
+    # The retrieval gates of the VNNI kernel, on the AVX2 one.
+    reduced, baseline = _top_k_of(docs, asked), _top_k(modes, "float32", retrieval)
+    recall, recall_float32 = _recall(reduced, retrieval), _recall(baseline, retrieval)
+    assert recall >= recall_float32 - RECALL_SLACK, f"AVX2 int8 recall {recall:.1%}"
+    _, overlap, top1, summary = _agreement(reduced, baseline, "int8 (AVX2)")
+    kept = float(np.mean(overlap >= TOP_K - 1))
+    assert kept >= TOP_K_MATCH_FLOOR and top1 >= TOP_K_MATCH_FLOOR, summary
 
 
 def test_without_simd_every_request_computes_in_float32(
