@@ -23,7 +23,8 @@ import pytest
 from _cpu import cpu_flags
 
 from minilm_fast import Encoder, __version__
-from minilm_fast.cli import X86_FEATURES, main
+from minilm_fast.cli import main
+from minilm_fast.cli.info import X86_FEATURES
 
 SCRIPT = pathlib.Path(sys.executable).parent / "minilm-fast"
 LINES = [
