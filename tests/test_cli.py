@@ -664,6 +664,19 @@ def test_download_prints_the_model_folder(
     assert err == ""
 
 
+def test_download_offline_not_found_speaks_of_options(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The library says local_files_only=...; on the command line that is --offline.
+    assert main(["download", "--offline", "nobody/no-such-model"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("minilm-fast: error: could not find the model 'nobody/no-such-model'")
+    assert "drop --offline to allow downloads" in err
+    assert "pass local_files_only=False" not in err
+    assert "local_files_only=True" not in err
+
+
 def test_info_shows_dimension_kernel_and_cpu_features(
     model_dir: pathlib.Path, encoder: Encoder, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Callable
 
-from .. import MiniLMError, __version__
+from .. import MiniLMError, ModelNotFoundError, __version__
 from . import download, encode, info, search
 from .common import (
     EXIT_BROKEN_PIPE,
@@ -46,6 +46,14 @@ Run `minilm-fast COMMAND --help` for the options of each command.
 exit codes: 0 ok, 1 error (model not found, unreadable input, unwritable output),
 2 bad usage, 130 interrupted. Set MINILM_FAST_DEBUG=1 to see Python tracebacks.
 """
+
+#: The Python wording of ``local_files_only`` in :class:`ModelNotFoundError` messages, and
+#: what it is on the command line, where only ``--offline`` sets it; the longer phrases first.
+_OFFLINE_IN_CLI_TERMS = (
+    ("pass local_files_only=False", "drop --offline"),
+    ("because local_files_only=True", "because of --offline"),
+    ("local_files_only=True", "--offline"),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _describe(exc: BaseException) -> str:
     """The message a shell user sees for ``exc`` (after ``minilm-fast: error:``)."""
-    if isinstance(exc, (CliError, MiniLMError)):  # ModelNotFoundError, ChecksumError included
+    if isinstance(exc, ModelNotFoundError):
+        return _in_cli_terms(str(exc))
+    if isinstance(exc, (CliError, MiniLMError)):  # ChecksumError included
         return str(exc)
     if isinstance(exc, OSError) and exc.filename is not None:
         return f"{os_reason(exc)}: '{exc.filename}'"
@@ -123,6 +133,17 @@ def _describe(exc: BaseException) -> str:
         f"unexpected {type(exc).__name__}: {text}\n"
         f"(this looks like a bug; run again with {_DEBUG_ENV}=1 and report the traceback)"
     )
+
+
+def _in_cli_terms(message: str) -> str:
+    """A model-not-found message with ``local_files_only`` said as ``--offline``.
+
+    Text quoted from huggingface_hub (``pass 'local_files_only=False' as input``, in quotes) is
+    left as the library wrote it.
+    """
+    for python, cli in _OFFLINE_IN_CLI_TERMS:
+        message = message.replace(python, cli)
+    return message
 
 
 def _debug_traceback() -> None:
