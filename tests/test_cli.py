@@ -23,7 +23,8 @@ import pytest
 from _cpu import cpu_flags
 
 from minilm_fast import Encoder, __version__
-from minilm_fast.cli import X86_FEATURES, main
+from minilm_fast.cli import main
+from minilm_fast.cli.info import X86_FEATURES
 
 SCRIPT = pathlib.Path(sys.executable).parent / "minilm-fast"
 LINES = [
@@ -661,6 +662,19 @@ def test_download_prints_the_model_folder(
     assert folder.is_dir() and (folder / "model.safetensors").is_file()
     assert folder == model_dir.resolve()
     assert err == ""
+
+
+def test_download_offline_not_found_speaks_of_options(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The library says local_files_only=...; on the command line that is --offline.
+    assert main(["download", "--offline", "nobody/no-such-model"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("minilm-fast: error: could not find the model 'nobody/no-such-model'")
+    assert "drop --offline to allow downloads" in err
+    assert "pass local_files_only=False" not in err
+    assert "local_files_only=True" not in err
 
 
 def test_info_shows_dimension_kernel_and_cpu_features(

@@ -51,7 +51,7 @@ import numpy.typing as npt
 
 from ._hub import DEFAULT_MODEL
 from .encoder import Encoder
-from .integrations._common import EncoderArgs, ModelArg, check_batch_size
+from .integrations._common import DEFAULT_RAY_BATCH_SIZE, EncoderArgs, ModelArg, check_batch_size
 
 try:
     import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
@@ -67,11 +67,6 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = ["DEFAULT_RAY_BATCH_SIZE", "BatchEmbedder", "embed_dataset"]
-
-#: Rows Ray Data hands an actor per call. Large enough that the Encoder's length sorting
-#: leaves little padding and Ray's per-batch cost is amortised; small enough to keep a
-#: batch of long documents in a few MB.
-DEFAULT_RAY_BATCH_SIZE = 256
 
 Batch = Union["pa.Table", Mapping[str, npt.NDArray[Any]]]
 

@@ -1,5 +1,5 @@
 """What the adapters share: the Encoder arguments they accept, building the Encoder they wrap,
-and the message for a framework that is not installed."""
+the message for a framework that is not installed, and Ray Data's default batch size."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ from ..encoder import Compute, Encoder, LongText
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+#: Rows Ray Data hands an actor per call (``minilm_fast.ray.embed_dataset``'s ``batch_size``).
+#: Large enough that the Encoder's length sorting leaves little padding and Ray's per-batch cost
+#: is amortised; small enough to keep a batch of long documents in a few MB. Defined here, not
+#: in ``minilm_fast.ray`` (which imports Ray), so ``minilm-fast --help`` can show it without Ray.
+DEFAULT_RAY_BATCH_SIZE = 256
 
 ModelArg = Union[str, "os.PathLike[str]"]
 """A Hub repo id or a local model folder, as ``Encoder`` takes it."""

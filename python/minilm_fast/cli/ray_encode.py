@@ -1,12 +1,14 @@
 """``minilm-fast encode --ray``: Parquet or JSONL in, a folder of Parquet files out, embedded by
 a pool of Ray Data actors (``minilm_fast.ray.embed_dataset``).
 
-Kept apart from ``cli.py`` so the command line imports Ray only when ``--ray`` is given.
+Its options are added to ``encode``'s parser here; Ray itself is imported only when ``--ray``
+is given, so the rest of the command line runs without it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import pathlib
@@ -16,17 +18,21 @@ from typing import Any
 
 import numpy as np
 
-from ._hub import DEFAULT_MODEL, resolve_model
-from .cli import (
-    _RAY_BATCH_SIZE,
-    JSONL_SUFFIXES,
-    PROG,
-    CliError,
-    _check_chunk_options,
-    _pyarrow,
-    _read_texts,
-    _show_progress,
-    logger,
+from .. import DEFAULT_MODEL, resolve_model
+from ..integrations._common import DEFAULT_RAY_BATCH_SIZE
+from .common import EXIT_OK, PROG, CliError, logger
+from .formats import JSONL_SUFFIXES, read_texts, require_pyarrow
+from .options import check_chunk_options, positive_int, show_progress
+
+__all__ = ["add_options", "refuse_options_without_ray", "run"]
+
+#: The options of ``encode --ray`` and their argparse destinations.
+_RAY_OPTIONS = (
+    ("--actors", "actors"),
+    ("--threads-per-actor", "threads_per_actor"),
+    ("--id-column", "id_column"),
+    ("--ray-batch-size", "ray_batch_size"),
+    ("--ray-address", "ray_address"),
 )
 
 #: Options of ``encode`` that have no meaning with --ray, and what to use instead.
@@ -36,10 +42,69 @@ _NOT_WITH_RAY = (
 )
 
 
-def encode_with_ray(args: argparse.Namespace) -> int:
+def add_options(encode: argparse.ArgumentParser) -> None:
+    """``encode --ray``: Ray Data instead of this process (needs minilm-fast[ray])."""
+    group = encode.add_argument_group(
+        "Ray Data (--ray)",
+        "Embed INPUT on a Ray cluster, or a local Ray, with a pool of actors that each hold\n"
+        "one model; -o is a folder of Parquet files (id, the other input columns, embedding\n"
+        "as fixed_size_list<float>[dim]). Rows come back in no particular order: the id\n"
+        "column says which vector is which. --field names the text column (default: text)\n"
+        "in Parquet and JSONL alike; --batch-size, --max-seq-length, --long-text and\n"
+        "--no-normalize apply in every actor.",
+    )
+    group.add_argument(
+        "--ray",
+        action="store_true",
+        help="read INPUT (a Parquet file or folder, or JSONL; a local path or any URI Ray Data "
+        "reads) with Ray Data and write Parquet files to the folder -o",
+    )
+    group.add_argument(
+        "--actors",
+        type=positive_int,
+        metavar="N",
+        help="actors embedding in parallel, one model each (default: 1)",
+    )
+    group.add_argument(
+        "--threads-per-actor",
+        type=positive_int,
+        metavar="N",
+        help="CPUs each actor reserves and computes with (default: 1); actors x threads "
+        "should leave a CPU per node for Ray's read and write tasks",
+    )
+    group.add_argument(
+        "--id-column",
+        metavar="NAME",
+        help="the input's id column, kept beside each vector (default: id). An input without "
+        "it is read here and numbered 0, 1, ... in file order before it goes to Ray, so give "
+        "inputs larger than this machine's memory an id column",
+    )
+    group.add_argument(
+        "--ray-batch-size",
+        type=positive_int,
+        metavar="N",
+        help=f"rows Ray hands an actor per call (default: {DEFAULT_RAY_BATCH_SIZE}); "
+        "--batch-size stays the texts per forward pass",
+    )
+    group.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="the cluster to run on, as ray.init(address=...) takes it (default: "
+        "$RAY_ADDRESS, else a Ray started for this run on this machine)",
+    )
+
+
+def refuse_options_without_ray(args: argparse.Namespace) -> None:
+    """The options of --ray given without it are a usage error."""
+    given = [option for option, dest in _RAY_OPTIONS if getattr(args, dest) is not None]
+    if given:
+        args.parser.error(f"{', '.join(given)} apply to --ray only")
+
+
+def run(args: argparse.Namespace) -> int:
     """Embed INPUT with Ray Data into the Parquet folder -o; the exit code."""
     parser: argparse.ArgumentParser = args.parser
-    _check_chunk_options(args)
+    check_chunk_options(args)
     for dest, option, instead in _NOT_WITH_RAY:
         if getattr(args, dest):
             parser.error(f"{option} cannot be used with --ray; {instead}")
@@ -64,7 +129,7 @@ def encode_with_ray(args: argparse.Namespace) -> int:
         import ray
         import ray.data
 
-        from .ray import embed_dataset
+        from ..ray import embed_dataset
     except ImportError:
         raise CliError(
             'encode --ray needs Ray Data, which is not installed: pip install "minilm-fast[ray]"'
@@ -77,7 +142,7 @@ def encode_with_ray(args: argparse.Namespace) -> int:
     initialised_here, remote = _start_ray(ray, args, actors * threads)
     try:
         context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = _show_progress(args)
+        context.enable_progress_bars = show_progress(args)
         model = _model_for_actors(args, remote=remote)
         started = time.perf_counter()
         ds = _read_dataset(ray, args, source, input_format, column, id_column)
@@ -87,7 +152,7 @@ def encode_with_ray(args: argparse.Namespace) -> int:
             model=model,
             num_actors=actors,
             threads_per_actor=threads,
-            batch_size=args.ray_batch_size or _RAY_BATCH_SIZE,
+            batch_size=args.ray_batch_size or DEFAULT_RAY_BATCH_SIZE,
             encode_batch_size=args.batch_size,
             normalize_embeddings=args.normalize,
             max_seq_length=args.max_seq_length,
@@ -113,7 +178,7 @@ def encode_with_ray(args: argparse.Namespace) -> int:
             f"column {id_column!r} identifies them",
             file=sys.stderr,
         )
-    return 0
+    return EXIT_OK
 
 
 def _ray_input_format(source: str, forced: str | None) -> str:
@@ -237,13 +302,11 @@ def _local_columns(source: str, input_format: str) -> list[str] | None:
             raise CliError(f"input folder '{source}' holds no {'/'.join(suffixes)} files")
         path = files[0]
     if input_format == "parquet":
-        _, pq = _pyarrow()
+        _, pq = require_pyarrow()
         try:
             return list(pq.read_schema(path).names)
         except (OSError, ValueError) as exc:
             raise CliError(f"cannot read Parquet file '{path}': {exc}") from None
-    import json
-
     with open(path, "rb") as handle:
         first = handle.readline()
     try:
@@ -262,7 +325,7 @@ def _numbered_dataset(
     id_column: str,
 ) -> Any:
     """A local input without ids, read here, numbered 0, 1, ... in file order, sent to Ray."""
-    pa, pq = _pyarrow()
+    pa, pq = require_pyarrow()
     if pathlib.Path(source).is_dir():
         raise CliError(
             f"input folder '{source}' has no {id_column!r} column; a folder must carry ids "
@@ -276,7 +339,7 @@ def _numbered_dataset(
                 "use --field"
             )
     else:
-        texts = _read_texts(source, "jsonl", column, args)
+        texts = read_texts(source, "jsonl", column, quiet=args.quiet)
         table = pa.table({column: pa.array(texts, type=pa.string())})
     rows = table.num_rows
     table = table.add_column(0, id_column, pa.array(np.arange(rows, dtype=np.int64)))
@@ -288,7 +351,7 @@ def _rows_written(destination: str) -> int | None:
     """Rows in the Parquet files of a local output folder (from their footers), else None."""
     if _is_uri(destination):
         return None
-    _, pq = _pyarrow()
+    _, pq = require_pyarrow()
     try:
         files = sorted(pathlib.Path(destination).glob("*.parquet"))
         return sum(int(pq.read_metadata(path).num_rows) for path in files)
