@@ -672,7 +672,7 @@ def test_download_offline_not_found_speaks_of_options(
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith("minilm-fast: error: could not find the model 'nobody/no-such-model'")
-    assert "drop --offline to allow downloads" in err
+    assert "allow downloads: drop --offline" in err
     assert "pass local_files_only=False" not in err
     assert "local_files_only=True" not in err
 

@@ -50,7 +50,9 @@ exit codes: 0 ok, 1 error (model not found, unreadable input, unwritable output)
 #: The Python wording of ``local_files_only`` in :class:`ModelNotFoundError` messages, and
 #: what it is on the command line, where only ``--offline`` sets it; the longer phrases first.
 _OFFLINE_IN_CLI_TERMS = (
+    ("pass local_files_only=False (on the command line, drop --offline)", "drop --offline"),
     ("pass local_files_only=False", "drop --offline"),
+    ("local_files_only=True / --offline", "--offline"),
     ("because local_files_only=True", "because of --offline"),
     ("local_files_only=True", "--offline"),
 )
