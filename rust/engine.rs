@@ -499,11 +499,12 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs the real model in MINILM_FAST_MODEL_DIR (`make test-rust` sets it)"]
     fn fused_and_stock_backends_agree_on_the_real_model() {
-        let Some(dir) = std::env::var_os("MINILM_FAST_MODEL_DIR").map(PathBuf::from) else {
-            eprintln!("MINILM_FAST_MODEL_DIR is not set: the real-model comparison did not run");
-            return;
-        };
+        let dir = PathBuf::from(
+            std::env::var_os("MINILM_FAST_MODEL_DIR")
+                .expect("MINILM_FAST_MODEL_DIR must name the all-MiniLM-L6-v2 model folder"),
+        );
         let vocab = BertConfig::from_file(&dir.join("config.json"))
             .unwrap()
             .vocab_size;
