@@ -5,7 +5,8 @@ it finds (3.9 to 3.13) and runs this folder there; the full suite runs it on the
 interpreter too. Each test needs only the wheel, its runtime dependencies and pytest: parity
 against the committed sentence-transformers references, the console script, pickling and the
 native call's errors. The optional extras are installed when the interpreter has wheels for
-them; where it has none the test that needs one is skipped with the reason.
+them; where one is not installed the test that needs it is skipped, saying so
+(scripts/test_interpreters.py reports when an interpreter had no wheels for an extra).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def test_console_script_writes_parquet_when_the_extra_is_installed(
     model_dir: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
     pq = pytest.importorskip(
-        "pyarrow.parquet", reason=f"pyarrow (the [parquet] extra) has no wheel for {PYTHON}"
+        "pyarrow.parquet", reason=f"pyarrow (the [parquet] extra) is not installed for {PYTHON}"
     )
     (tmp_path / "in.jsonl").write_text(
         "\n".join(json.dumps({"text": t}) for t in ["one", "two", "three"]) + "\n"
@@ -95,7 +96,8 @@ def test_console_script_writes_parquet_when_the_extra_is_installed(
 
 def test_langchain_adapter_when_the_extra_is_installed(encoder: Encoder) -> None:
     pytest.importorskip(
-        "langchain_core", reason=f"langchain-core (the [langchain] extra) has no wheel for {PYTHON}"
+        "langchain_core",
+        reason=f"langchain-core (the [langchain] extra) is not installed for {PYTHON}",
     )
     from minilm_fast.integrations.langchain import MiniLMEmbeddings
 
