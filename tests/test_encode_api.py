@@ -7,8 +7,6 @@ import asyncio
 import itertools
 import pathlib
 import pickle
-import threading
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -381,29 +379,6 @@ def test_aencode_matches_and_keeps_the_event_loop_running(
     np.testing.assert_allclose(query, reference[0], atol=1e-6)
     np.testing.assert_allclose(docs, reference, atol=1e-6)
     assert ticks >= 10, f"the event loop ticked only {ticks} times while encoding"
-
-
-def test_aencode_calls_overlap_in_time(encoder: Encoder) -> None:
-    """Two concurrent aencode calls run in two threads at once (the GIL is released)."""
-    spans: list[tuple[float, float]] = []
-    lock = threading.Lock()
-    original = encoder.encode
-
-    async def timed() -> None:
-        def run() -> None:
-            start = time.perf_counter()
-            original(TEXTS * 40)
-            with lock:
-                spans.append((start, time.perf_counter()))
-
-        await asyncio.to_thread(run)
-
-    async def main() -> None:
-        await asyncio.gather(timed(), timed(), encoder.aencode(TEXTS))
-
-    asyncio.run(main())
-    (a_start, a_end), (b_start, b_end) = spans
-    assert max(a_start, b_start) < min(a_end, b_end), "the two encode calls did not overlap"
 
 
 # --------------------------------------------------------------------------------------------

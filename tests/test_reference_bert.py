@@ -3,11 +3,16 @@
 Each case writes a random model folder (see ``_tiny_bert.write_tiny_bert``) with its own sizes,
 LayerNorm epsilon, tensor-name prefix and pooling, then checks ``NativeModel.token_embeddings``
 and ``NativeModel.encode`` against ``numpy_bert_forward`` / ``numpy_pool``; plus padding and
-batch invariance and agreement between thread counts.
+batch invariance and agreement between thread counts. The kernels are picked once per process,
+so ``test_lesser_instruction_sets_match_the_reference_too`` reruns this file in a subprocess
+under forced AVX2 and portable dispatch (``MINILM_FAST_ISA``).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +153,28 @@ def test_attributes(loaded: Loaded) -> None:
     assert model.output_dim == case.hidden * len(case.effective_pooling)
     assert model.normalize is case.normalize
     assert isinstance(model.threads, int) and model.threads >= 1
+    forced = os.environ.get("MINILM_FAST_ISA")
+    if forced:  # the subprocess run of the lesser instruction sets really ran them
+        assert model.isa.startswith(forced), (forced, model.isa)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "scalar"])
+def test_lesser_instruction_sets_match_the_reference_too(isa: str) -> None:
+    """This file's tests again with AVX2 or the portable kernels forced, in a subprocess."""
+    if os.environ.get("MINILM_FAST_ISA"):
+        pytest.skip("already the forced-ISA run")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider",
+         "-k", "not lesser_instruction_sets"],
+        env={**os.environ, "MINILM_FAST_ISA": isa},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )  # fmt: skip
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
 
 
 def test_token_embeddings_match_reference(loaded: Loaded) -> None:
