@@ -35,8 +35,13 @@ pub use model::Backend;
 use pyo3::prelude::*;
 
 /// The native module; all binding code lives in `py.rs`.
+///
+/// `gil_used = true`: on a free-threaded CPython the module asks for the GIL, because it has not
+/// been tested there (PyO3 0.30 builds for 3.14t and newer, and no such interpreter could be
+/// had here: docs/RELEASING.md). PyO3's default would declare it free-threading safe untested.
+/// On every other CPython this changes nothing.
 #[cfg(feature = "python")]
-#[pymodule]
+#[pymodule(gil_used = true)]
 fn _minilm_fast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py::register(m)
 }
