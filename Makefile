@@ -32,8 +32,9 @@ DEV_VENV := .venv-dev
 dev: ## editable install in .venv-dev for the inner loop (Python edits: no rebuild)
 	test -x $(DEV_VENV)/bin/python || $(PYTHON) -m venv $(DEV_VENV)
 	$(DEV_VENV)/bin/python -m pip install -q "maturin>=1.7,<2" "pytest>=8" "pytest-timeout>=2"
-	$(DEV_VENV)/bin/maturin develop --profile dev-release --extras parquet \
-		--target-dir target/dev
+	# VIRTUAL_ENV names the venv: maturin would otherwise pick .venv, the release wheel's.
+	VIRTUAL_ENV=$(CURDIR)/$(DEV_VENV) $(DEV_VENV)/bin/maturin develop --profile dev-release \
+		--extras parquet --target-dir target/dev
 	@echo "then: make test-dev [PYTEST_ARGS=tests/test_cli.py]"
 
 PYTEST_ARGS ?=
