@@ -3,10 +3,11 @@
 
 use std::sync::OnceLock;
 
-use ndarray::ArrayView2;
+use ndarray::{ArrayView1, ArrayView2};
 
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
+use crate::packing::PackedTokens;
 
 /// A 2-D integer array in either of the dtypes tokenizers produce. Any memory layout (C order,
 /// Fortran order, strided slices) is read in place through the view.
@@ -39,6 +40,214 @@ impl IdsView<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// A 1-D integer array in either dtype: token ids as the tokenizer gives them, one sequence
+/// after another, or the offsets, or destination rows. Any stride is read in place.
+#[derive(Debug, Clone, Copy)]
+pub enum IntsView<'a> {
+    I32(ArrayView1<'a, i32>),
+    I64(ArrayView1<'a, i64>),
+}
+
+impl IntsView<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            IntsView::I32(a) => a.len(),
+            IntsView::I64(a) => a.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values widened to i64, in order.
+    fn values(&self) -> Box<dyn Iterator<Item = i64> + '_> {
+        self.values_in(0..self.len())
+    }
+
+    /// The values at positions `range` (within `0..len()`), widened to i64, in order.
+    fn values_in(&self, range: std::ops::Range<usize>) -> Box<dyn Iterator<Item = i64> + '_> {
+        let range = ndarray::s![range];
+        match self {
+            IntsView::I32(a) => Box::new(a.slice(range).into_iter().map(|&v| i64::from(v))),
+            IntsView::I64(a) => Box::new(a.slice(range).into_iter().copied()),
+        }
+    }
+}
+
+/// Sequences of token ids without padding: sequence `s` is `ids[offsets[s]..offsets[s + 1]]`.
+/// The offsets need not start at 0 nor end at `ids.len()`, so a caller can lay out many
+/// batches in one id array and pass a slice of the offsets per call; only the ids between the
+/// first and the last offset are read. Checked like [`TokenBatch`] (every id in the vocabulary, every sequence 1 to
+/// `max_position_embeddings` tokens long, the working memory bounded) and packed as the fused
+/// encoder runs it; token type ids are 0, positions count from 0 in each sequence.
+pub struct RaggedBatch {
+    pub(crate) tokens: PackedTokens,
+}
+
+impl RaggedBatch {
+    pub fn new(ids: IntsView<'_>, offsets: IntsView<'_>, config: &BertConfig) -> Result<Self> {
+        let starts = read_offsets(offsets, ids.len())?;
+        let sequences = starts.len() - 1;
+        let mut longest = 0;
+        for (s, pair) in starts.windows(2).enumerate() {
+            let length = pair[1] - pair[0];
+            if length == 0 {
+                return Err(Error::InvalidInput(format!(
+                    "sequence {s} is empty (offsets[{s}] = offsets[{}] = {}); every sequence \
+                     needs at least one token",
+                    s + 1,
+                    pair[0]
+                )));
+            }
+            if length > config.max_position_embeddings {
+                return Err(Error::InvalidInput(format!(
+                    "sequence {s} has {length} tokens, more than the model's {} position \
+                     embeddings; truncate it to at most {} tokens",
+                    config.max_position_embeddings, config.max_position_embeddings
+                )));
+            }
+            longest = longest.max(length);
+        }
+        check_working_memory(sequences, longest, config, memory_limit())?;
+        let (first, last) = (starts[0], starts[sequences]);
+        let mut token_ids = Vec::with_capacity(last - first);
+        for (index, value) in (first..).zip(ids.values_in(first..last)) {
+            if value < 0 || value as u64 >= config.vocab_size as u64 {
+                return Err(Error::InvalidInput(format!(
+                    "input_ids[{index}] = {value} is outside the model's range 0..{}",
+                    config.vocab_size
+                )));
+            }
+            token_ids.push(value as u32);
+        }
+        let total = token_ids.len();
+        let starts: Vec<usize> = starts.iter().map(|s| s - first).collect();
+        let mut positions = Vec::with_capacity(total);
+        for pair in starts.windows(2) {
+            positions.extend(0..(pair[1] - pair[0]) as u32);
+        }
+        Ok(Self {
+            tokens: PackedTokens {
+                starts,
+                ids: token_ids,
+                type_ids: vec![0; total],
+                positions,
+                origin: (0..total).collect(),
+            },
+        })
+    }
+
+    pub fn sequences(&self) -> usize {
+        self.tokens.sequences()
+    }
+}
+
+/// `offsets` as starts: at least one entry, never decreasing, each within `0..=tokens`.
+fn read_offsets(offsets: IntsView<'_>, tokens: usize) -> Result<Vec<usize>> {
+    if offsets.is_empty() {
+        return Err(Error::InvalidInput(
+            "offsets is empty; it holds one more entry than there are sequences".to_owned(),
+        ));
+    }
+    let mut starts = Vec::with_capacity(offsets.len());
+    let mut previous = 0i64;
+    for (index, value) in offsets.values().enumerate() {
+        if value < 0 {
+            return Err(Error::InvalidInput(format!(
+                "offsets[{index}] = {value} is negative"
+            )));
+        }
+        if index > 0 && value < previous {
+            return Err(Error::InvalidInput(format!(
+                "offsets[{index}] = {value} is less than offsets[{}] = {previous}; offsets \
+                 must not decrease",
+                index - 1
+            )));
+        }
+        if value as u64 > tokens as u64 {
+            return Err(Error::InvalidInput(format!(
+                "offsets[{index}] = {value} is past the end of input_ids ({tokens} tokens)"
+            )));
+        }
+        starts.push(value as usize);
+        previous = value;
+    }
+    Ok(starts)
+}
+
+/// Where sentence vectors are written: a caller's row-major `[len / width, width]` buffer,
+/// sequence `s` into row `rows[s]` (or row `s`), its first `width` values.
+pub struct OutputRows<'a> {
+    pub(crate) data: &'a mut [f32],
+    pub(crate) width: usize,
+    pub(crate) rows: Vec<usize>,
+}
+
+impl<'a> OutputRows<'a> {
+    /// Checks that `data` holds whole rows of `width` (1 to `output_dim`), that there is one
+    /// destination row per sequence, and that the rows are in range and distinct.
+    pub fn new(
+        data: &'a mut [f32],
+        width: usize,
+        output_dim: usize,
+        rows: Option<IntsView<'_>>,
+        sequences: usize,
+    ) -> Result<Self> {
+        if width == 0 || width > output_dim {
+            return Err(Error::InvalidInput(format!(
+                "out must have between 1 and {output_dim} columns (the model's output \
+                 dimension), got {width}"
+            )));
+        }
+        if !data.len().is_multiple_of(width) {
+            return Err(Error::InvalidInput(format!(
+                "out holds {} values, not whole rows of {width}",
+                data.len()
+            )));
+        }
+        let available = data.len() / width;
+        let rows = match rows {
+            None => {
+                if available < sequences {
+                    return Err(Error::InvalidInput(format!(
+                        "out has {available} rows for {sequences} sequences; pass rows= or a \
+                         larger array"
+                    )));
+                }
+                (0..sequences).collect()
+            }
+            Some(view) => {
+                if view.len() != sequences {
+                    return Err(Error::InvalidInput(format!(
+                        "rows has {} entries for {sequences} sequences",
+                        view.len()
+                    )));
+                }
+                let mut taken = vec![false; available];
+                let mut rows = Vec::with_capacity(sequences);
+                for (index, value) in view.values().enumerate() {
+                    if value < 0 || value as u64 >= available as u64 {
+                        return Err(Error::InvalidInput(format!(
+                            "rows[{index}] = {value} is outside out's {available} rows"
+                        )));
+                    }
+                    let row = value as usize;
+                    if std::mem::replace(&mut taken[row], true) {
+                        return Err(Error::InvalidInput(format!(
+                            "rows[{index}] = {value} appears twice; each sequence needs a row \
+                             of its own"
+                        )));
+                    }
+                    rows.push(row);
+                }
+                rows
+            }
+        };
+        Ok(Self { data, width, rows })
     }
 }
 
@@ -363,5 +572,84 @@ mod tests {
         )
         .unwrap();
         assert_eq!(batch.batch, 0);
+    }
+    #[test]
+    fn ragged_sequences_are_checked_and_packed() {
+        let ids = array![10i64, 1, 2, 3, 4, 5, 10];
+        // A slice of a longer layout: ids outside offsets[0]..offsets[last] are never read.
+        let offsets = array![1i64, 3, 6];
+        let batch = RaggedBatch::new(
+            IntsView::I64(ids.view()),
+            IntsView::I64(offsets.view()),
+            &config(),
+        )
+        .unwrap();
+        assert_eq!(batch.sequences(), 2);
+        assert_eq!(batch.tokens.ids, vec![1, 2, 3, 4, 5]);
+        assert_eq!(batch.tokens.starts, vec![0, 2, 5]);
+        assert_eq!(batch.tokens.positions, vec![0, 1, 0, 1, 2]);
+
+        let check = |offsets: &[i64]| {
+            let offsets = ndarray::Array1::from(offsets.to_vec());
+            RaggedBatch::new(
+                IntsView::I64(ids.view()),
+                IntsView::I64(offsets.view()),
+                &config(),
+            )
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+        };
+        assert!(check(&[]).contains("offsets is empty"));
+        assert!(check(&[0, 3, 2]).contains("offsets[2] = 2"));
+        assert!(check(&[0, 8]).contains("past the end"));
+        assert!(check(&[-1, 2]).contains("negative"));
+        assert!(check(&[1, 1, 3]).contains("sequence 0 is empty"));
+        assert!(
+            check(&[0, 1]).contains("input_ids[0] = 10"),
+            "{}",
+            check(&[0, 1])
+        );
+        let long = ndarray::Array1::from(vec![1i32; 7]);
+        let whole = array![0i32, 7];
+        let err = RaggedBatch::new(
+            IntsView::I32(long.view()),
+            IntsView::I32(whole.view()),
+            &config(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("7 tokens"), "{err}");
+    }
+
+    #[test]
+    fn output_rows_are_checked() {
+        let mut data = vec![0.0f32; 12];
+        let rows = array![2i64, 0];
+        let out = OutputRows::new(&mut data, 4, 8, Some(IntsView::I64(rows.view())), 2).unwrap();
+        assert_eq!(out.rows, vec![2, 0]);
+        let message = |width: usize, rows: Option<&[i64]>, sequences: usize| {
+            let mut data = vec![0.0f32; 12];
+            let rows = rows.map(|r| ndarray::Array1::from(r.to_vec()));
+            OutputRows::new(
+                &mut data,
+                width,
+                8,
+                rows.as_ref().map(|r| IntsView::I64(r.view())),
+                sequences,
+            )
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+        };
+        assert!(message(0, None, 1).contains("between 1 and 8"));
+        assert!(message(9, None, 1).contains("between 1 and 8"));
+        assert!(message(5, None, 1).contains("not whole rows"));
+        assert!(message(4, None, 4).contains("3 rows for 4 sequences"));
+        assert!(message(4, Some(&[0, 1]), 3).contains("2 entries for 3"));
+        assert!(message(4, Some(&[0, 3]), 2).contains("rows[1] = 3"));
+        assert!(message(4, Some(&[1, 1]), 2).contains("twice"));
+        assert!(message(4, Some(&[-1, 1]), 2).contains("rows[0] = -1"));
     }
 }

@@ -1,7 +1,11 @@
-//! Model configuration: the BERT hyper-parameters from `config.json`, and the sentence-transformers
-//! pipeline (pooling modes, normalisation) from `modules.json` and the Pooling module's config.
-//! Nothing about the model's size is assumed; every number comes from these files.
+//! Model configuration: the BERT hyper-parameters from `config.json`, the sentence-transformers
+//! pipeline (pooling modes, normalisation) from `modules.json` and the Pooling module's config,
+//! and how text becomes tokens (length limit, lowercasing, prompts) from
+//! `sentence_bert_config.json`, `config_sentence_transformers.json` and `tokenizer_config.json`.
+//! Nothing about the model's size is assumed; every number comes from these files. Every file
+//! is read by [`read_text`]: a regular file of at most 16 MiB, or an error naming it.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -182,6 +186,8 @@ impl PoolingMode {
 pub struct SentenceConfig {
     pub pooling: Vec<PoolingMode>,
     pub normalize: bool,
+    /// Whether pooling counts a prompt's tokens (the Pooling config's `include_prompt`).
+    pub include_prompt: bool,
 }
 
 impl Default for SentenceConfig {
@@ -191,6 +197,7 @@ impl Default for SentenceConfig {
         Self {
             pooling: vec![PoolingMode::Mean],
             normalize: false,
+            include_prompt: true,
         }
     }
 }
@@ -221,6 +228,12 @@ struct RawPoolingConfig {
     pooling_mode_weightedmean_tokens: bool,
     #[serde(default)]
     pooling_mode_lasttoken: bool,
+    #[serde(default = "yes")]
+    include_prompt: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl SentenceConfig {
@@ -250,7 +263,7 @@ impl SentenceConfig {
                 "Transformer" => {}
                 "Pooling" => {
                     let pooling_path = model_dir.join(&module.path).join("config.json");
-                    config.pooling = read_pooling(&pooling_path)?;
+                    (config.pooling, config.include_prompt) = read_pooling(&pooling_path)?;
                     saw_pooling = true;
                 }
                 "Normalize" => config.normalize = true,
@@ -293,7 +306,8 @@ impl PoolingMode {
     }
 }
 
-fn read_pooling(path: &Path) -> Result<Vec<PoolingMode>> {
+/// The pooling modes of a Pooling module's `config.json`, and its `include_prompt`.
+fn read_pooling(path: &Path) -> Result<(Vec<PoolingMode>, bool)> {
     let raw: RawPoolingConfig =
         serde_json::from_str(&read_text(path)?).map_err(|e| Error::BadConfig {
             path: path.to_owned(),
@@ -322,7 +336,7 @@ fn read_pooling(path: &Path) -> Result<Vec<PoolingMode>> {
                 message: "pooling_mode lists no mode".to_owned(),
             });
         }
-        return Ok(modes);
+        return Ok((modes, raw.include_prompt));
     }
     if raw.pooling_mode_weightedmean_tokens || raw.pooling_mode_lasttoken {
         return Err(Error::Unsupported(format!(
@@ -348,7 +362,115 @@ fn read_pooling(path: &Path) -> Result<Vec<PoolingMode>> {
             message: "no pooling mode is enabled".to_owned(),
         });
     }
-    Ok(modes)
+    Ok((modes, raw.include_prompt))
+}
+
+/// How text becomes the encoder's input, from the sentence-transformers files beside the
+/// model; every file is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextConfig {
+    /// `sentence_bert_config.json`'s `max_seq_length`, else `tokenizer_config.json`'s
+    /// `model_max_length` (as transformers would use it); `None` when neither gives one.
+    /// Not capped by the position table: the caller does that.
+    pub max_seq_length: Option<usize>,
+    /// `sentence_bert_config.json`'s `do_lower_case`.
+    pub do_lower_case: bool,
+    /// `config_sentence_transformers.json`'s named prompts.
+    pub prompts: BTreeMap<String, String>,
+    /// `config_sentence_transformers.json`'s `default_prompt_name`.
+    pub default_prompt_name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawSentenceBertConfig {
+    #[serde(default)]
+    max_seq_length: Option<serde_json::Value>,
+    #[serde(default)]
+    do_lower_case: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawPromptConfig {
+    #[serde(default)]
+    prompts: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    default_prompt_name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawTokenizerConfig {
+    #[serde(default)]
+    model_max_length: Option<serde_json::Value>,
+}
+
+impl TextConfig {
+    /// Reads the files in `model_dir`. A file that is absent gives the defaults; one that is
+    /// there but unreadable, not JSON or of the wrong shape is an error naming it.
+    /// `tokenizer_config.json` is read only when `sentence_bert_config.json` sets no length.
+    pub fn from_dir(model_dir: &Path) -> Result<Self> {
+        let sbert: RawSentenceBertConfig =
+            read_optional_json(&model_dir.join("sentence_bert_config.json"))?;
+        let prompts: RawPromptConfig =
+            read_optional_json(&model_dir.join("config_sentence_transformers.json"))?;
+        let mut max_seq_length = sbert.max_seq_length.as_ref().and_then(positive);
+        if max_seq_length.is_none() {
+            let tokenizer: RawTokenizerConfig =
+                read_optional_json(&model_dir.join("tokenizer_config.json"))?;
+            max_seq_length = tokenizer.model_max_length.as_ref().and_then(positive);
+        }
+        Ok(Self {
+            max_seq_length,
+            // sentence-transformers tests the value's truth: only `true` is usual.
+            do_lower_case: sbert.do_lower_case.is_some_and(|v| truthy(&v)),
+            prompts: prompts.prompts.unwrap_or_default(),
+            default_prompt_name: prompts.default_prompt_name,
+        })
+    }
+}
+
+/// A whole number of at least 1 (saturating at `usize::MAX`: transformers writes 1e30 for "no
+/// limit"), or `None` for anything else.
+fn positive(value: &serde_json::Value) -> Option<usize> {
+    if let Some(n) = value.as_u64() {
+        return (n >= 1).then(|| usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    let x = value.as_f64()?;
+    // `as` saturates: 1e30 becomes usize::MAX.
+    (x >= 1.0 && x.fract() == 0.0).then_some(x as usize)
+}
+
+/// Python's truth of a JSON value.
+fn truthy(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => false,
+        serde_json::Value::Bool(b) => *b,
+        serde_json::Value::Number(n) => n.as_f64().is_some_and(|x| x != 0.0),
+        serde_json::Value::String(s) => !s.is_empty(),
+        serde_json::Value::Array(a) => !a.is_empty(),
+        serde_json::Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// A JSON object file parsed into `T`, or `T::default()` when there is nothing at `path` at all.
+/// Anything else that keeps it from being read (a dangling or looping symlink, a FIFO, bad
+/// JSON, a field of the wrong type) is [`Error::BadConfig`] naming the file: the file is
+/// there, so ignoring it would silently change the embeddings.
+fn read_optional_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T> {
+    let bad = |message: String| Error::BadConfig {
+        path: path.to_owned(),
+        message,
+    };
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(T::default()),
+        Err(e) => return Err(bad(e.to_string())),
+        Ok(_) => {}
+    }
+    let text = read_text(path).map_err(|err| match err {
+        Error::MissingFile { .. } => bad("no such file (a dangling link?)".to_owned()),
+        Error::Io { source, .. } => bad(source.to_string()),
+        other => other,
+    })?;
+    serde_json::from_str(&text).map_err(|e| bad(e.to_string()))
 }
 
 /// Largest configuration file read. The real ones are a few hundred bytes; the cap keeps a path
@@ -539,6 +661,73 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let config = SentenceConfig::from_dir(&dir).unwrap();
         assert_eq!(config, SentenceConfig::default());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    #[test]
+    fn text_config_reads_the_sentence_transformers_files() {
+        let dir = std::env::temp_dir().join(format!("minilm_fast_text_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(TextConfig::from_dir(&dir).unwrap(), TextConfig::default());
+        std::fs::write(
+            dir.join("sentence_bert_config.json"),
+            r#"{"max_seq_length": 128, "do_lower_case": true}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("config_sentence_transformers.json"),
+            r#"{"prompts": {"query": "q: "}, "default_prompt_name": null, "__version__": {}}"#,
+        )
+        .unwrap();
+        let config = TextConfig::from_dir(&dir).unwrap();
+        assert_eq!(config.max_seq_length, Some(128));
+        assert!(config.do_lower_case);
+        assert_eq!(config.prompts.get("query").map(String::as_str), Some("q: "));
+        assert_eq!(config.default_prompt_name, None);
+
+        // No length there: tokenizer_config.json's, "no limit" (1e30) saturating.
+        std::fs::write(dir.join("sentence_bert_config.json"), "{}").unwrap();
+        std::fs::write(
+            dir.join("tokenizer_config.json"),
+            r#"{"model_max_length": 1000000000000000019884624838656}"#,
+        )
+        .unwrap();
+        let config = TextConfig::from_dir(&dir).unwrap();
+        assert_eq!(config.max_seq_length, Some(usize::MAX));
+
+        // A file that is there but broken is an error naming it.
+        std::fs::write(dir.join("config_sentence_transformers.json"), "[1]").unwrap();
+        let err = TextConfig::from_dir(&dir).unwrap_err();
+        assert!(matches!(err, Error::BadConfig { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("config_sentence_transformers.json"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn include_prompt_is_read_from_the_pooling_config() {
+        let dir = std::env::temp_dir().join(format!("minilm_fast_prompt_{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+        std::fs::write(
+            dir.join("modules.json"),
+            r#"[{"path":"","type":"sentence_transformers.models.Transformer"},
+                {"path":"1_Pooling","type":"sentence_transformers.models.Pooling"}]"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("1_Pooling/config.json"),
+            r#"{"pooling_mode_mean_tokens":true}"#,
+        )
+        .unwrap();
+        assert!(SentenceConfig::from_dir(&dir).unwrap().include_prompt);
+        std::fs::write(
+            dir.join("1_Pooling/config.json"),
+            r#"{"pooling_mode":"mean","include_prompt":false}"#,
+        )
+        .unwrap();
+        assert!(!SentenceConfig::from_dir(&dir).unwrap().include_prompt);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

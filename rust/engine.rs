@@ -8,14 +8,14 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::batch::TokenBatch;
+use crate::batch::{OutputRows, RaggedBatch, TokenBatch};
 use crate::compute::Compute;
 use crate::config::{BertConfig, SentenceConfig};
 use crate::error::{Error, Result};
 use crate::kernels::Isa;
 use crate::model::{Backend, BertModel};
 use crate::packing::PackedTokens;
-use crate::pooling::Pooling;
+use crate::pooling::{normalize_in_place, Pooling};
 use crate::workspace::with_floats;
 
 /// Far beyond any sensible count; refuses typos like `threads=10_000` before spawning.
@@ -140,9 +140,50 @@ impl SentenceEncoder {
         if let Backend::Stock(_) = self.model.backend() {
             return self.pool.install(|| self.encode_stock(batch, normalize));
         }
-        let tokens = PackedTokens::new(batch);
+        self.encode_packed(&PackedTokens::new(batch), normalize)
+    }
+
+    /// Sentence vectors of ragged sequences written into `out`: sequence `s` into its row,
+    /// the first `out.width` values. `normalize: None` applies the model's own Normalize
+    /// module (to the whole vector, before it is cut to `out.width`); `Some(true)` makes each
+    /// written row unit length, `Some(false)` writes the raw pooled values.
+    pub fn encode_ragged(
+        &self,
+        batch: &RaggedBatch,
+        normalize: Option<bool>,
+        out: OutputRows<'_>,
+    ) -> Result<()> {
+        let whole = out.width == self.output_dim();
+        // A cut vector is normalised after the cut; the model's own Normalize comes before it.
+        let before_cut = match normalize {
+            Some(wanted) if whole => wanted,
+            Some(false) => false,
+            _ => self.sentence.normalize,
+        };
+        let after_cut = !whole && normalize == Some(true);
+        let vectors = match self.model.backend() {
+            Backend::Fused => self.encode_packed(&batch.tokens, before_cut)?,
+            Backend::Stock(_) => {
+                let padded = batch.tokens.padded();
+                self.pool
+                    .install(|| self.encode_stock(&padded, before_cut))?
+            }
+        };
+        let OutputRows { data, width, rows } = out;
+        for (vector, &row) in vectors.chunks_exact(self.output_dim()).zip(&rows) {
+            let target = &mut data[row * width..(row + 1) * width];
+            target.copy_from_slice(&vector[..width]);
+            if after_cut {
+                normalize_in_place(self.isa, target);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sentence vectors of packed sequences on the fused backend, [sequences, output_dim].
+    fn encode_packed(&self, tokens: &PackedTokens, normalize: bool) -> Result<Vec<f32>> {
         let out_dim = self.output_dim();
-        let mut out = vec![0.0f32; batch.batch * out_dim];
+        let mut out = vec![0.0f32; tokens.sequences() * out_dim];
         // Each group of sequences runs the whole encoder on its own thread (its GEMMs still
         // split into tasks another thread can steal once it is idle). One batch on all
         // threads meets at seven fork-joins per layer, where on short sentences one thread

@@ -42,6 +42,29 @@ impl PackedTokens {
         packed
     }
 
+    /// The sequences padded on the right into a batch of the longest one's width, for
+    /// Candle's stock backend, which runs padded batches.
+    pub fn padded(&self) -> TokenBatch {
+        let batch = self.sequences();
+        let seq_len = (0..batch).map(|s| self.range(s).len()).max().unwrap_or(0);
+        let mut padded = TokenBatch {
+            batch,
+            seq_len,
+            ids: vec![0; batch * seq_len],
+            type_ids: vec![0; batch * seq_len],
+            mask: vec![0; batch * seq_len],
+        };
+        for s in 0..batch {
+            let row = s * seq_len;
+            let range = self.range(s);
+            let n = range.len();
+            padded.ids[row..row + n].copy_from_slice(&self.ids[range.clone()]);
+            padded.type_ids[row..row + n].copy_from_slice(&self.type_ids[range]);
+            padded.mask[row..row + n].fill(1);
+        }
+        padded
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }

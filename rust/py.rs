@@ -7,15 +7,18 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use numpy::ndarray::{Array2, Array3};
+use std::collections::BTreeMap;
+
+use numpy::ndarray::{Array2, Array3, Dimension, Ix1, Ix2};
 use numpy::prelude::*;
-use numpy::{PyArray2, PyArray3, PyReadonlyArray2, PyUntypedArray};
+use numpy::{PyArray, PyArray2, PyArray3, PyReadonlyArray, PyUntypedArray};
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyTuple};
 
-use crate::batch::{IdsView, TokenBatch};
-use crate::compute::Compute;
+use crate::batch::{IdsView, IntsView, OutputRows, RaggedBatch, TokenBatch};
+use crate::compute::{Compute, REQUESTS};
+use crate::config::TextConfig;
 use crate::engine::SentenceEncoder;
 use crate::error::Error;
 
@@ -41,13 +44,13 @@ impl From<Error> for PyErr {
     }
 }
 
-/// A token array borrowed read-only from NumPy for the duration of one call.
-enum Ids<'py> {
-    I32(PyReadonlyArray2<'py, i32>),
-    I64(PyReadonlyArray2<'py, i64>),
+/// An integer array borrowed read-only from NumPy for the duration of one call.
+enum Ids<'py, D: Dimension> {
+    I32(PyReadonlyArray<'py, i32, D>),
+    I64(PyReadonlyArray<'py, i64, D>),
 }
 
-impl Ids<'_> {
+impl Ids<'_, Ix2> {
     fn view(&self) -> IdsView<'_> {
         match self {
             Ids::I32(a) => IdsView::I32(a.as_array()),
@@ -56,21 +59,38 @@ impl Ids<'_> {
     }
 }
 
-fn extract_ids<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Ids<'py>> {
+impl Ids<'_, Ix1> {
+    fn view(&self) -> IntsView<'_> {
+        match self {
+            Ids::I32(a) => IntsView::I32(a.as_array()),
+            Ids::I64(a) => IntsView::I64(a.as_array()),
+        }
+    }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".to_owned())
+}
+
+/// A token array of `D` dimensions (`shape` says which, for messages), int32 or int64.
+fn extract_ids<'py, D: Dimension>(
+    name: &str,
+    shape: &str,
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<Ids<'py, D>> {
     let py = obj.py();
     let array = obj.cast::<PyUntypedArray>().map_err(|_| {
-        let type_name = obj
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|_| "object".to_owned());
         PyTypeError::new_err(format!(
-            "{name} must be a numpy.ndarray of int32 or int64, got {type_name}"
+            "{name} must be a numpy.ndarray of int32 or int64, got {}",
+            type_name(obj)
         ))
     })?;
-    if array.ndim() != 2 {
+    if Some(array.ndim()) != D::NDIM {
         return Err(PyValueError::new_err(format!(
-            "{name} must be 2-D (batch, sequence), got a {}-D array of shape {:?}",
+            "{name} must be {shape}, got a {}-D array of shape {:?}",
             array.ndim(),
             array.shape()
         )));
@@ -97,15 +117,15 @@ fn extract_ids<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Ids<'py>> {
                 "{name} could not be copied into aligned memory"
             )));
         }
-        return extract_ids(name, &copy);
+        return extract_ids(name, shape, &copy);
     }
     let borrowed =
         |e: numpy::BorrowError| PyValueError::new_err(format!("{name} cannot be read: {e}"));
     if dtype.is_equiv_to(&numpy::dtype::<i64>(py)) {
-        let typed = obj.cast::<PyArray2<i64>>()?;
+        let typed = obj.cast::<PyArray<i64, D>>()?;
         Ok(Ids::I64(typed.try_readonly().map_err(borrowed)?))
     } else if dtype.is_equiv_to(&numpy::dtype::<i32>(py)) {
-        let typed = obj.cast::<PyArray2<i32>>()?;
+        let typed = obj.cast::<PyArray<i32, D>>()?;
         Ok(Ids::I32(typed.try_readonly().map_err(borrowed)?))
     } else {
         Err(PyTypeError::new_err(format!(
@@ -179,15 +199,16 @@ impl NativeModel {
         attention_mask: &Bound<'_, PyAny>,
         token_type_ids: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<TokenBatch> {
-        let ids = extract_ids("input_ids", input_ids)?;
-        let mask = extract_ids("attention_mask", attention_mask)?;
+        const PADDED: &str = "2-D (batch, sequence)";
+        let ids = extract_ids::<Ix2>("input_ids", PADDED, input_ids)?;
+        let mask = extract_ids::<Ix2>("attention_mask", PADDED, attention_mask)?;
         let types = token_type_ids
-            .map(|t| extract_ids("token_type_ids", t))
+            .map(|t| extract_ids::<Ix2>("token_type_ids", PADDED, t))
             .transpose()?;
         Ok(TokenBatch::new(
             ids.view(),
             mask.view(),
-            types.as_ref().map(Ids::view),
+            types.as_ref().map(|t| t.view()),
             engine.config(),
         )?)
     }
@@ -245,6 +266,61 @@ impl NativeModel {
         let array = Array2::from_shape_vec((batch.batch, engine.output_dim()), values)
             .map_err(|e| MiniLMError::new_err(format!("shaping the output: {e}")))?;
         Ok(array.into_pyarray(py))
+    }
+
+    /// Sentence embeddings of sequences given without padding, as a tokenizer returns them:
+    /// sequence `s` is `input_ids[offsets[s]:offsets[s + 1]]` (1-D int32 or int64 arrays,
+    /// `offsets` one longer than the number of sequences, from 0 to `len(input_ids)`).
+    /// With `out` (float32, C-contiguous, writable, 2-D with 1 to `output_dim` columns) the
+    /// first `out.shape[1]` values of sequence `s` are written into row `rows[s]` (or row `s`)
+    /// and `out` is returned; otherwise a new (sequences, output_dim) array. `normalize=None`
+    /// applies the model's Normalize module to the whole vector; `True` makes every written
+    /// row unit length (after the cut to `out`'s width).
+    #[pyo3(signature = (input_ids, offsets, *, out=None, rows=None, normalize=None))]
+    fn encode_ragged<'py>(
+        &self,
+        py: Python<'py>,
+        input_ids: &Bound<'py, PyAny>,
+        offsets: &Bound<'py, PyAny>,
+        out: Option<&Bound<'py, PyAny>>,
+        rows: Option<&Bound<'py, PyAny>>,
+        normalize: Option<bool>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        const FLAT: &str = "1-D";
+        let engine = self.engine(py)?;
+        let ids = extract_ids::<Ix1>("input_ids", FLAT, input_ids)?;
+        let offsets = extract_ids::<Ix1>("offsets", FLAT, offsets)?;
+        let batch = RaggedBatch::new(ids.view(), offsets.view(), engine.config())?;
+        let rows = rows
+            .map(|r| extract_ids::<Ix1>("rows", FLAT, r))
+            .transpose()?;
+        let rows = rows.as_ref().map(|r| r.view());
+        let dim = engine.output_dim();
+        let Some(out) = out else {
+            if rows.is_some() {
+                return Err(PyValueError::new_err(
+                    "rows= needs out= (the array to write into)",
+                ));
+            }
+            let mut values = vec![0.0f32; batch.sequences() * dim];
+            let target = OutputRows::new(&mut values, dim, dim, None, batch.sequences())?;
+            py.detach(|| engine.encode_ragged(&batch, normalize, target))?;
+            let array = Array2::from_shape_vec((batch.sequences(), dim), values)
+                .map_err(|e| MiniLMError::new_err(format!("shaping the output: {e}")))?;
+            return Ok(array.into_pyarray(py));
+        };
+        let array = checked_output(out)?;
+        let width = array.shape()[1];
+        let mut writable = array
+            .try_readwrite()
+            .map_err(|e| PyValueError::new_err(format!("out cannot be written: {e}")))?;
+        let data = writable
+            .as_slice_mut()
+            .map_err(|e| PyValueError::new_err(format!("out cannot be written: {e}")))?;
+        let target = OutputRows::new(data, width, dim, rows, batch.sequences())?;
+        py.detach(|| engine.encode_ragged(&batch, normalize, target))?;
+        drop(writable);
+        Ok(array)
     }
 
     /// The encoder's last hidden state, float32 (batch, sequence, hidden); padding rows included.
@@ -315,6 +391,12 @@ impl NativeModel {
         self.current().sentence_config().normalize
     }
 
+    /// Whether the Pooling module counts a prompt's tokens (its config's `include_prompt`).
+    #[getter]
+    fn include_prompt(&self) -> bool {
+        self.current().sentence_config().include_prompt
+    }
+
     /// The SIMD instruction set the float32 kernels run with (GEMM, attention, LayerNorm,
     /// pooling): "avx512f", "avx2+fma", "neon" or "scalar".
     #[getter]
@@ -345,6 +427,92 @@ impl NativeModel {
     }
 }
 
+/// `out` of `encode_ragged` as an array Rust may write: a 2-D float32 array, C-contiguous,
+/// aligned and in native byte order (writability is checked when it is borrowed).
+fn checked_output<'py>(out: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    let array = out.cast::<PyUntypedArray>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "out must be a numpy.ndarray of float32, got {}",
+            type_name(out)
+        ))
+    })?;
+    if !array.dtype().is_equiv_to(&numpy::dtype::<f32>(out.py())) {
+        return Err(PyTypeError::new_err(format!(
+            "out must have dtype float32, got {}",
+            array.dtype().str()?
+        )));
+    }
+    if array.ndim() != 2 {
+        return Err(PyValueError::new_err(format!(
+            "out must be 2-D (rows, dimensions), got a {}-D array of shape {:?}",
+            array.ndim(),
+            array.shape()
+        )));
+    }
+    if !array.is_c_contiguous() || !array.is_aligned() {
+        return Err(PyValueError::new_err(
+            "out must be C-contiguous and aligned (numpy.empty((n, dim), numpy.float32) is)",
+        ));
+    }
+    Ok(out.cast::<PyArray2<f32>>()?.clone())
+}
+
+/// The sentence-transformers settings of a model folder that shape its input text, read by
+/// [`read_text_config`].
+#[pyclass(frozen, module = "minilm_fast._minilm_fast", name = "TextConfig")]
+struct PyTextConfig {
+    inner: TextConfig,
+}
+
+#[pymethods]
+impl PyTextConfig {
+    /// `sentence_bert_config.json`'s `max_seq_length`, else `tokenizer_config.json`'s
+    /// `model_max_length`; None when neither sets one. Not capped by the position table.
+    #[getter]
+    fn max_seq_length(&self) -> Option<usize> {
+        self.inner.max_seq_length
+    }
+
+    #[getter]
+    fn do_lower_case(&self) -> bool {
+        self.inner.do_lower_case
+    }
+
+    /// `config_sentence_transformers.json`'s named prompts.
+    #[getter]
+    fn prompts(&self) -> BTreeMap<String, String> {
+        self.inner.prompts.clone()
+    }
+
+    #[getter]
+    fn default_prompt_name(&self) -> Option<String> {
+        self.inner.default_prompt_name.clone()
+    }
+
+    fn __repr__(&self) -> String {
+        let c = &self.inner;
+        format!(
+            "TextConfig(max_seq_length={}, do_lower_case={}, prompts={}, default_prompt_name={})",
+            c.max_seq_length
+                .map_or_else(|| "None".to_owned(), |n| n.to_string()),
+            if c.do_lower_case { "True" } else { "False" },
+            c.prompts.len(),
+            c.default_prompt_name.as_deref().unwrap_or("None"),
+        )
+    }
+}
+
+/// Reads the optional sentence-transformers files of `model_dir` that say how text becomes
+/// tokens (`sentence_bert_config.json`, `config_sentence_transformers.json` and, when the first
+/// sets no length, `tokenizer_config.json`), with the rules of every configuration file: a
+/// regular file of at most 16 MiB holding a JSON object. A broken file raises MiniLMError
+/// naming it; an absent one gives the defaults.
+#[pyfunction]
+fn read_text_config(py: Python<'_>, model_dir: PathBuf) -> PyResult<PyTextConfig> {
+    let inner = py.detach(|| TextConfig::from_dir(&model_dir))?;
+    Ok(PyTextConfig { inner })
+}
+
 /// CPUs this process may use (affinity and cgroup quota), the default thread count.
 #[pyfunction]
 fn default_threads() -> usize {
@@ -353,7 +521,10 @@ fn default_threads() -> usize {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeModel>()?;
+    m.add_class::<PyTextConfig>()?;
     m.add_function(wrap_pyfunction!(default_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(read_text_config, m)?)?;
+    m.add("COMPUTE_MODES", PyTuple::new(m.py(), REQUESTS)?)?;
     m.add("MiniLMError", m.py().get_type::<MiniLMError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

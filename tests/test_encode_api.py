@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-import minilm_fast.encoder as encoder_module
+import minilm_fast._pipeline as pipeline_module
 from minilm_fast import Encoder, quantization_ranges, quantize_embeddings
 
 TEXTS = [
@@ -316,7 +316,7 @@ def test_iterables_are_read_a_window_at_a_time(
     encoder: Encoder, reference: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A generator is consumed window by window, never all at once; results are unchanged."""
-    monkeypatch.setattr(encoder_module, "_WINDOW_TEXTS", 5)
+    monkeypatch.setattr(pipeline_module, "WINDOW_TEXTS", 5)
     consumed = 0
 
     def counting() -> Iterator[str]:

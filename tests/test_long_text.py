@@ -164,3 +164,17 @@ def test_no_warning_when_truncation_is_returned_or_chunked(model_dir: pathlib.Pa
         fresh.encode([WORDS * 30], long_text="chunk")
         fresh.encode(["short"])
     assert cut.tolist() == [True]
+
+
+def test_progress_bar_counts_chunk_windows(
+    encoder: Encoder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One long text in chunk mode moves the bar window by window: its total is the number of
+    windows the engine runs, not the one text (a 5 MB text used to sit at 0/1 for minutes)."""
+    text = " ".join(f"word{i % 97} and more text" for i in range(3000))
+    pieces = encoder._tokenizer.word_pieces([text])[0]
+    windows = len(encoder._tokenizer.windows(pieces, [], 32))
+    assert windows > 10
+    encoder.encode([text, "a short one"], long_text="chunk", show_progress_bar=True)
+    final = capsys.readouterr().err.rsplit("\r", 1)[-1]
+    assert f"{windows + 1}/{windows + 1}" in final, final

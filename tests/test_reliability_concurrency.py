@@ -29,7 +29,7 @@ import numpy.typing as npt
 import pytest
 from _reliability import record, run_python
 
-import minilm_fast.encoder as encoder_module
+import minilm_fast._pipeline as pipeline_module
 from minilm_fast import Encoder
 
 SHORT = [
@@ -275,7 +275,7 @@ def test_keyboard_interrupt_from_the_input_stream(
 ) -> None:
     """Ctrl-C while a long encode is reading its input: the next call is exact."""
     want = encoder.encode(SHORT)
-    monkeypatch.setattr(encoder_module, "_WINDOW_TEXTS", 8)
+    monkeypatch.setattr(pipeline_module, "WINDOW_TEXTS", 8)
 
     def stream() -> Iterator[str]:
         for i, text in enumerate(itertools.cycle(SHORT)):

@@ -23,8 +23,8 @@ import pytest
 from _reliability import record, run_python
 from tokenizers import Tokenizer
 
+import minilm_fast._pipeline as pipeline_module
 import minilm_fast._tokenize as tokenize_module
-import minilm_fast.encoder as encoder_module
 from minilm_fast import Encoder
 from minilm_fast._tokenize import SentenceTokenizer
 
@@ -122,7 +122,7 @@ def test_generator_failing_after_several_windows_leaves_nothing_behind(
     record_property: Any,
 ) -> None:
     """A stream that breaks after whole windows were encoded: the error, then a clean Encoder."""
-    monkeypatch.setattr(encoder_module, "_WINDOW_TEXTS", 4)
+    monkeypatch.setattr(pipeline_module, "WINDOW_TEXTS", 4)
     read = 0
 
     def stream() -> Iterator[str]:
@@ -191,13 +191,14 @@ def test_huge_batch_size_runs_in_bounded_engine_calls(
         def __getattr__(self, name: str) -> Any:
             return getattr(native, name)
 
-        def encode(self, ids: np.ndarray, mask: np.ndarray, **kwargs: Any) -> Any:
-            calls.append(ids.shape)
-            return native.encode(ids, mask, **kwargs)
+        def encode_ragged(self, ids: np.ndarray, offsets: np.ndarray, **kwargs: Any) -> Any:
+            lengths = np.diff(offsets)
+            calls.append((len(lengths), int(lengths.max())))  # (rows, longest): padded size
+            return native.encode_ragged(ids, offsets, **kwargs)
 
     monkeypatch.setattr(encoder, "_native", Recording())
     got = encoder.encode(texts, batch_size=10**9)
-    assert max(b * t for b, t in calls) <= encoder_module._MAX_BATCH_TOKENS
+    assert max(b * t for b, t in calls) <= pipeline_module.MAX_BATCH_TOKENS
     assert len(calls) > 1
     np.testing.assert_allclose(got, want, atol=1e-6)
 

@@ -15,20 +15,15 @@ into overlapping windows without tokenizing it twice.
 
 from __future__ import annotations
 
-import json
-import os
 import pathlib
 import re
-import stat
 from collections.abc import Sequence
 
-import numpy as np
-import numpy.typing as npt
 from tokenizers import Tokenizer, models
 
-from ._minilm_fast import MiniLMError
+from ._minilm_fast import MiniLMError, TextConfig, read_text_config
 
-__all__ = ["SentenceTokenizer", "pad", "read_config_text"]
+__all__ = ["SentenceTokenizer", "TokenIds"]
 
 TokenIds = list[int]
 
@@ -44,15 +39,21 @@ _SPACE_BEFORE_WORD = re.compile(r"[ \t\n\r](?=[^ \t\n\r])")
 _PROBE_CHARS = 1_024
 _PROBES = 16
 _OVERLAP = 8
-#: Largest JSON configuration file read; the real ones are a few hundred bytes.
-_MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
 
 class SentenceTokenizer:
-    """Texts to word-piece ids for one model folder, with sentence-transformers' length limit."""
+    """Texts to word-piece ids for one model folder, with sentence-transformers' length limit.
+
+    `text_config` is the folder's settings as the native module read them
+    (``read_text_config``); read here when not given.
+    """
 
     def __init__(
-        self, model_dir: pathlib.Path, max_positions: int, max_seq_length: int | None = None
+        self,
+        model_dir: pathlib.Path,
+        max_positions: int,
+        max_seq_length: int | None = None,
+        text_config: TextConfig | None = None,
     ) -> None:
         path = model_dir / "tokenizer.json"
         try:
@@ -77,14 +78,11 @@ class SentenceTokenizer:
             else None
         )
         self._max_positions = max_positions
-        st_config = _read_json(model_dir / "sentence_bert_config.json")
-        self.do_lower_case = bool(st_config.get("do_lower_case", False))
+        config = read_text_config(model_dir) if text_config is None else text_config
+        self.do_lower_case = config.do_lower_case
         if max_seq_length is None:
             # The model's own limit, capped by its position table as transformers caps it.
-            configured = st_config.get("max_seq_length")
-            if not isinstance(configured, int) or configured < 1:
-                configured = _model_max_length(model_dir) or max_positions
-            max_seq_length = min(configured, max_positions)
+            max_seq_length = min(config.max_seq_length or max_positions, max_positions)
         self.max_seq_length = max_seq_length  # an explicit value is checked by the setter
 
     @property
@@ -225,17 +223,6 @@ class SentenceTokenizer:
         return [self.frame(p) for p in self.word_pieces(texts, parallel=parallel)]
 
 
-def pad(rows: Sequence[TokenIds]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(input_ids, attention_mask) padded on the right to the longest row."""
-    width = max((len(row) for row in rows), default=0)
-    ids = np.zeros((len(rows), width), dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    for index, row in enumerate(rows):
-        ids[index, : len(row)] = row
-        mask[index, : len(row)] = 1
-    return ids, mask
-
-
 def _special_frame(tokenizer: Tokenizer) -> tuple[TokenIds, TokenIds]:
     """The special tokens the post-processor puts before and after one sequence."""
     encoding = tokenizer.encode("a", add_special_tokens=True)
@@ -243,41 +230,3 @@ def _special_frame(tokenizer: Tokenizer) -> tuple[TokenIds, TokenIds]:
     first = special.index(0) if 0 in special else len(special)
     last = len(special) - special[::-1].index(0) if 0 in special else len(special)
     return encoding.ids[:first], encoding.ids[last:]
-
-
-def read_config_text(path: pathlib.Path) -> str:
-    """The text of a configuration file: a regular file of at most 16 MiB.
-
-    A FIFO would block the read forever and a device (``/dev/zero``) would never end: FIFOs,
-    devices, folders and oversized files raise MiniLMError naming the path. A missing file
-    raises FileNotFoundError; other read errors (a symlink loop, no permission) OSError.
-    """
-    info = os.stat(path)
-    if not stat.S_ISREG(info.st_mode):
-        raise MiniLMError(f"reading {path}: not a regular file")
-    with open(path, "rb") as file:
-        data = file.read(_MAX_CONFIG_BYTES + 1)
-    if len(data) > _MAX_CONFIG_BYTES:
-        raise MiniLMError(
-            f"reading {path}: larger than the {_MAX_CONFIG_BYTES} bytes a configuration file "
-            "may have"
-        )
-    return data.decode("utf-8")
-
-
-def _read_json(path: pathlib.Path) -> dict[str, object]:
-    if not os.path.lexists(path):
-        return {}
-    try:
-        value = json.loads(read_config_text(path))
-    except (OSError, ValueError) as exc:
-        raise MiniLMError(f"reading {path}: {exc}") from exc
-    if not isinstance(value, dict):
-        raise MiniLMError(f"reading {path}: expected a JSON object")
-    return value
-
-
-def _model_max_length(model_dir: pathlib.Path) -> int | None:
-    """A plain checkpoint's limit from tokenizer_config.json, as transformers would use it."""
-    value = _read_json(model_dir / "tokenizer_config.json").get("model_max_length")
-    return value if isinstance(value, int) and value > 0 else None

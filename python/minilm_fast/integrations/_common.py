@@ -1,13 +1,14 @@
-"""What the adapters share: the Encoder arguments they accept, building the Encoder they wrap,
-the message for a framework that is not installed, and Ray Data's default batch size."""
+"""What the adapters share: building the Encoder they wrap (from the Encoder arguments, typed
+once as ``EncoderArgs`` beside the Encoder's other option types), the message for a framework
+that is not installed, and Ray Data's default batch size."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, TypedDict, Union
+from typing import TYPE_CHECKING, Union
 
-from ..encoder import Compute, Encoder, LongText
+from .._options import EncoderArgs, check_batch_size
+from ..encoder import Encoder
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -18,25 +19,17 @@ if TYPE_CHECKING:
 #: in ``minilm_fast.ray`` (which imports Ray), so ``minilm-fast --help`` can show it without Ray.
 DEFAULT_RAY_BATCH_SIZE = 256
 
+__all__ = [
+    "DEFAULT_RAY_BATCH_SIZE",
+    "EncoderArgs",
+    "ModelArg",
+    "build_encoder",
+    "check_batch_size",
+    "missing_framework",
+]
+
 ModelArg = Union[str, "os.PathLike[str]"]
 """A Hub repo id or a local model folder, as ``Encoder`` takes it."""
-
-
-class EncoderArgs(TypedDict, total=False):
-    """The :class:`~minilm_fast.Encoder` keyword arguments an adapter passes on when it builds
-    its own encoder; see ``Encoder`` for their meaning."""
-
-    threads: int | None
-    max_seq_length: int | None
-    cache_dir: str | os.PathLike[str] | None
-    revision: str | None
-    local_files_only: bool
-    long_text: LongText
-    chunk_stride: int | None
-    prompts: Mapping[str, str] | None
-    default_prompt_name: str | None
-    truncate_dim: int | None
-    compute: Compute
 
 
 def missing_framework(module: str, package: str, extra: str) -> str:
@@ -65,12 +58,3 @@ def build_encoder(
             f"pass either encoder= or the Encoder arguments, not both (got encoder= and {given})"
         )
     return encoder
-
-
-def check_batch_size(batch_size: int) -> int:
-    """Refuse a bad batch size when the adapter is made, not at its first embedding call."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    return batch_size
