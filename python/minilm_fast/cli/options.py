@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from .. import DEFAULT_MODEL, Encoder
+from .._minilm_fast import COMPUTE_MODES
 from .common import PROG, isatty, logger
 
 __all__ = [
@@ -116,7 +117,7 @@ def engine_options() -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--compute",
-        choices=("float32", "bfloat16", "int8", "auto"),
+        choices=COMPUTE_MODES,
         default="float32",
         help="arithmetic of the linear layers: float32 (default, sentence-transformers' "
         "results), bfloat16 (AVX512-BF16), int8 (AVX-512 VNNI or AVX2) or auto (the fastest "
