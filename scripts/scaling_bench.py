@@ -31,7 +31,9 @@ from collections.abc import Callable
 from typing import Any
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "tests" / "data"
-sys.path.insert(0, str(DATA.parent))  # tests/_corpus.py: the real sentences the tests use too
+sys.path.insert(
+    0, str(DATA.parent)
+)  # tests/support/corpus.py: the real sentences the tests use too
 
 from _corpus import real_sentences  # noqa: E402
 

@@ -4,7 +4,7 @@ sentence-transformers' Transformer module lowercases each text when `sentence_be
 says `do_lower_case` and calls the Hugging Face tokenizer with `truncation="longest_first"` at
 `max_seq_length` word pieces (special tokens included) and padding to the longest text of the
 batch. Versions up to 5 also stripped each text, 6 does not; for BERT's whitespace-splitting
-pre-tokenizer the ids are the same either way (tests/test_parity.py checks the counts).
+pre-tokenizer the ids are the same either way (tests/parity/test_parity.py checks the counts).
 
 The `tokenizer.json` shipped with all-MiniLM-L6-v2 pins Fixed(128) padding and truncation at 128;
 both are switched off here, never inherited. Texts are tokenized whole, without special tokens,

@@ -1,11 +1,11 @@
 """The native forward pass against an independent NumPy float64 BERT, on random tiny models.
 
-Each case writes a random model folder (see ``_tiny_bert.write_tiny_bert``) with its own sizes,
-LayerNorm epsilon, tensor-name prefix and pooling, then checks ``NativeModel.token_embeddings``
-and ``NativeModel.encode`` against ``numpy_bert_forward`` / ``numpy_pool``; plus padding and
-batch invariance and agreement between thread counts. The kernels are picked once per process,
-so ``test_lesser_instruction_sets_match_the_reference_too`` reruns this file in a subprocess
-under forced AVX2 and portable dispatch (``MINILM_FAST_ISA``).
+Each case writes a random model folder (see ``support.tiny_bert.write_tiny_bert``) with its own
+sizes, LayerNorm epsilon, tensor-name prefix and pooling, then checks
+``NativeModel.token_embeddings`` and ``NativeModel.encode`` against ``numpy_bert_forward`` /
+``numpy_pool``; plus padding and batch invariance and agreement between thread counts. The
+kernels are picked once per process, so ``test_lesser_instruction_sets_match_the_reference_too``
+reruns this file in a subprocess under forced AVX2 and portable dispatch (``MINILM_FAST_ISA``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from _tiny_bert import (
+from support.tiny_bert import (
     POOLING_ORDER,
     numpy_bert_forward,
     numpy_pool,

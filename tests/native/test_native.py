@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from _tiny_bert import (
+from support.tiny_bert import (
     random_batch,
     random_bert_weights,
     read_config,

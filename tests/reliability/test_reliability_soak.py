@@ -15,7 +15,7 @@ import pathlib
 from typing import Any
 
 import pytest
-from _reliability import record, run_python
+from support.reliability import record, run_python
 
 CALLS = int(os.environ.get("MINILM_FAST_SOAK_CALLS", "200000"))
 MAX_GROWTH_MB = 10.0

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import numpy.typing as npt
 import pytest
-from _cpu import cpu_flags
+from support.cpu import cpu_flags
 
 from minilm_fast import Encoder, __version__
 from minilm_fast.cli import main

@@ -1,4 +1,4 @@
-"""Helpers for the reliability tests (``tests/test_reliability_*.py``).
+"""Helpers for the reliability tests (``tests/reliability/test_reliability_*.py``).
 
 Isolated runs: :func:`run_python` runs a snippet in a fresh interpreter, so a crash, a hang or
 an allocation shows up as that process's exit status, timeout or peak RSS, not as damage to the
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _tiny_bert import write_tiny_bert
+from support.tiny_bert import write_tiny_bert
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 #: Files a model folder needs besides config.json and the weights: the real tokenizer's.
 TOKENIZER_FILES = (

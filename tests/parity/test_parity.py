@@ -30,7 +30,7 @@ def test_reference_covers_what_the_issue_asks_for(
     """The fixture itself: enough texts, of every kind, and those tokenized past the limit."""
     assert len(parity_texts) >= 300
     # The references were made from exactly these texts (scripts/make_reference.py records it).
-    texts_file = pathlib.Path(__file__).parent / "data" / "parity_texts.json"
+    texts_file = pathlib.Path(__file__).parents[1] / "data" / "parity_texts.json"
     digest = hashlib.sha256(texts_file.read_bytes()).hexdigest()
     assert digest == parity_meta["texts_sha256"], "texts changed: rerun scripts/make_reference.py"
     assert parity_meta["max_seq_length"] == 256

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 
 from minilm_fast import Encoder, TruncationWarning
 
-DATA = pathlib.Path(__file__).parent / "data"
+DATA = pathlib.Path(__file__).parents[1] / "data"
 WORDS = "The committee reviewed the annual budget and approved new funding for schools. "
 
 

@@ -32,13 +32,13 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 import pytest
-from _cpu import cpu_flags
+from support.cpu import cpu_flags
 
 from minilm_fast import Encoder, quantization_ranges, quantize_embeddings
 from minilm_fast.cli import main
 from minilm_fast.encoder import Compute
 
-DATA = pathlib.Path(__file__).parent / "data"
+DATA = pathlib.Path(__file__).parents[1] / "data"
 
 REDUCED: tuple[Compute, ...] = ("bfloat16", "int8")
 MODES: tuple[Compute, ...] = ("float32", *REDUCED)

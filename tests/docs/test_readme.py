@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 GUIDE = ROOT / "docs" / "USAGE.md"
 FRAMEWORKS = ("langchain_core", "llama_index", "chromadb", "pyarrow")

@@ -1,6 +1,6 @@
 """Reliability of the native batch call, ``encoder.native.encode`` / ``.token_embeddings``.
 
-``tests/test_native.py`` covers the common bad arrays (wrong dtypes incl. float, uint64 and
+``tests/native/test_native.py`` covers the common bad arrays (wrong dtypes incl. float, uint64 and
 object, 1-D and 3-D, mismatched shapes, ids out of range, masks other than 0/1, too long, empty
 sequences, non-arrays) and the usual layouts (Fortran, strided, negative strides, read-only,
 broadcast). This file adds the arrays numpy makes that a view in place would misread (packed
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _reliability import record, run_python
+from support.reliability import record, run_python
 
 from minilm_fast import Encoder
 from minilm_fast._minilm_fast import NativeModel

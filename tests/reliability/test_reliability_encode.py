@@ -3,8 +3,8 @@
 Every bad input gets a clear exception of the right type that names the problem, and the next
 call gives exactly what it gave before; inputs that are valid but extreme (lone surrogates are
 not, NUL bytes are; a 10 MB text; a million empty strings) are encoded in bounded time and
-memory. ``tests/test_encoder.py`` and ``tests/test_encode_api.py`` already cover None, bytes,
-ints, dicts, a list mixing str and int, nested lists, batch_size 0 and -1 and one unknown
+memory. ``tests/api/test_encoder.py`` and ``tests/api/test_encode_api.py`` already cover None,
+bytes, ints, dicts, a list mixing str and int, nested lists, batch_size 0 and -1 and one unknown
 keyword; this file covers the rest.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from _reliability import record, run_python
+from support.reliability import record, run_python
 from tokenizers import Tokenizer
 
 import minilm_fast._pipeline as pipeline_module

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from _reliability import record, run_python
+from support.reliability import record, run_python
 
 import minilm_fast._pipeline as pipeline_module
 from minilm_fast import Encoder

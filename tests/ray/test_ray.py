@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from _corpus import real_sentences
+from support.corpus import real_sentences
 
 from minilm_fast import Encoder
 from minilm_fast.cli import main
 
-DATA = pathlib.Path(__file__).parent / "data"
+DATA = pathlib.Path(__file__).parents[1] / "data"
 DIM = 384
 TEXTS = 2000
 RAY_REASON = 'Ray Data is not installed (pip install "minilm-fast[ray]")'
@@ -366,7 +366,7 @@ def test_readme_ray_snippet_runs(
 
     import minilm_fast.ray
 
-    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
     start = readme.index("\n## Scale out with Ray Data")
     section = readme[start : readme.index("\n## ", start + 1)]
     (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)

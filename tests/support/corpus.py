@@ -7,7 +7,7 @@ import json
 import pathlib
 import re
 
-DATA = pathlib.Path(__file__).resolve().parent / "data"
+DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 
 
 def real_sentences() -> list[str]:

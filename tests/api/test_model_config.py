@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from _tiny_bert import write_tiny_bert
+from support.tiny_bert import write_tiny_bert
 
 from minilm_fast import Encoder, MiniLMError, NativeModel
 from minilm_fast._minilm_fast import COMPUTE_MODES, read_text_config
