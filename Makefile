@@ -29,12 +29,12 @@ run: $(VENV)/.built ## build, get the model, embed sample text: shape, similarit
 # needs no build at all and a Rust edit only `make dev` again (profile dev-release, no fat LTO).
 # `make test` and CI keep testing the release wheel in .venv.
 DEV_VENV := .venv-dev
-dev: ## editable install in .venv-dev for the inner loop (Python edits: no rebuild)
+dev: ## editable install with every extra in .venv-dev for the inner loop (Python edits: no rebuild)
 	test -x $(DEV_VENV)/bin/python || $(PYTHON) -m venv $(DEV_VENV)
 	$(DEV_VENV)/bin/python -m pip install -q "maturin>=1.7,<2" "pytest>=8" "pytest-timeout>=2"
 	# VIRTUAL_ENV names the venv: maturin would otherwise pick .venv, the release wheel's.
 	VIRTUAL_ENV=$(CURDIR)/$(DEV_VENV) $(DEV_VENV)/bin/maturin develop --profile dev-release \
-		--extras parquet --target-dir target/dev
+		--extras all --target-dir target/dev
 	@echo "then: make test-dev [PYTEST_ARGS=tests/cli/test_cli.py]"
 
 PYTEST_ARGS ?=

@@ -351,29 +351,30 @@ def test_cli_ray_usage_errors(
 
 
 # --------------------------------------------------------------------------------------------
-# The README's section runs
+# The usage guide's Ray block runs
 
 
-def test_readme_ray_snippet_runs(
+def test_guide_ray_snippet_runs(
     ray_local: Any,
     model_dir: pathlib.Path,
     tmp_path: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The python block of README's "Scale out with Ray Data", on the test's model folder."""
+    """The python block of docs/SCALING.md's "How to use it", on the test's model folder."""
     import functools
 
     import minilm_fast.ray
 
-    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
-    start = readme.index("\n## Scale out with Ray Data")
+    guide = pathlib.Path(__file__).resolve().parents[2] / "docs" / "SCALING.md"
+    readme = guide.read_text("utf-8")
+    start = readme.index("\n## How to use it")
     section = readme[start : readme.index("\n## ", start + 1)]
     (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
     monkeypatch.chdir(tmp_path)
     embed = functools.partial(minilm_fast.ray.embed_dataset, model=model_dir)
     monkeypatch.setattr(minilm_fast.ray, "embed_dataset", embed)
-    exec(compile(block, "README.md Ray block", "exec"), {"__name__": "readme"})
+    exec(compile(block, "docs/SCALING.md Ray block", "exec"), {"__name__": "readme"})
     printed = capsys.readouterr().out
     # What the block's comments say it prints.
     assert "fixed_size_list<element: float>[384]" in printed, printed
