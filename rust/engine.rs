@@ -262,166 +262,33 @@ mod tests {
     //! folder (`make test-rust` sets it). Run under `MINILM_FAST_ISA=avx2` and `=scalar` too
     //! (`make test-rust` does), since the instruction set is picked once per process.
 
-    use std::collections::BTreeMap;
     use std::path::PathBuf;
 
     use ndarray::Array2;
-    use safetensors::tensor::TensorView;
-    use safetensors::Dtype;
 
     use super::*;
     use crate::batch::IdsView;
+    use crate::tiny_bert::{Pooling, TinyBert};
 
     /// float32's bar: sentence-transformers parity is cosine ≥ 0.99999, so the two forms of
     /// the engine must agree at least that well.
     const MIN_COSINE: f64 = 0.99999;
 
-    /// Deterministic values in [-scale, scale).
-    fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-            })
-            .collect()
-    }
+    /// The tiny models' vocabulary and positions (past the short-attention kernel's 32 tokens).
+    const TINY: TinyBert = TinyBert {
+        vocab: 60,
+        max_positions: 80,
+        ..TinyBert::DEFAULT
+    };
 
-    struct Tiny {
-        hidden: usize,
-        heads: usize,
-        layers: usize,
-        intermediate: usize,
-        activation: &'static str,
-        pooling: &'static str,
-        normalize: bool,
-    }
-
-    const VOCAB: usize = 60;
-    const POSITIONS: usize = 80;
-
-    /// A model folder with random weights for `tiny`, under the temp folder.
-    fn write_tiny(tiny: &Tiny, seed: u64) -> PathBuf {
+    /// `tiny`'s model folder under the temp folder.
+    fn write_tiny(tiny: &TinyBert) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
-            "minilm_fast_backends_{}_{seed}",
-            std::process::id()
+            "minilm_fast_backends_{}_{}",
+            std::process::id(),
+            tiny.seed
         ));
-        std::fs::create_dir_all(dir.join("1_Pooling")).unwrap();
-        let config = format!(
-            r#"{{"model_type":"bert","hidden_act":"{}","hidden_size":{},"intermediate_size":{},
-            "max_position_embeddings":{POSITIONS},"num_attention_heads":{},"num_hidden_layers":{},
-            "type_vocab_size":2,"vocab_size":{VOCAB},"layer_norm_eps":1e-12}}"#,
-            tiny.activation, tiny.hidden, tiny.intermediate, tiny.heads, tiny.layers
-        );
-        std::fs::write(dir.join("config.json"), config).unwrap();
-        let mut modules = vec![
-            r#"{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"}"#,
-            r#"{"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"}"#,
-        ];
-        if tiny.normalize {
-            modules.push(r#"{"idx":2,"name":"2","path":"2_Normalize","type":"sentence_transformers.models.Normalize"}"#);
-        }
-        std::fs::write(dir.join("modules.json"), format!("[{}]", modules.join(","))).unwrap();
-        std::fs::write(dir.join("1_Pooling/config.json"), tiny.pooling).unwrap();
-
-        let (h, i) = (tiny.hidden, tiny.intermediate);
-        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
-        let mut next = seed * 1000;
-        let mut add = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
-            next += 1;
-            let n = shape.iter().product();
-            let data = values(n, next, scale).iter().map(|v| v + offset).collect();
-            tensors.push((name, shape, data));
-        };
-        add(
-            "embeddings.word_embeddings.weight".into(),
-            vec![VOCAB, h],
-            0.8,
-            0.0,
-        );
-        add(
-            "embeddings.position_embeddings.weight".into(),
-            vec![POSITIONS, h],
-            0.8,
-            0.0,
-        );
-        add(
-            "embeddings.token_type_embeddings.weight".into(),
-            vec![2, h],
-            0.8,
-            0.0,
-        );
-        add("embeddings.LayerNorm.weight".into(), vec![h], 0.1, 1.0);
-        add("embeddings.LayerNorm.bias".into(), vec![h], 0.1, 0.0);
-        for layer in 0..tiny.layers {
-            let p = format!("encoder.layer.{layer}");
-            let scale = |inputs: usize| 1.6 * (3.0 / inputs as f32).sqrt();
-            for part in ["query", "key", "value"] {
-                add(
-                    format!("{p}.attention.self.{part}.weight"),
-                    vec![h, h],
-                    scale(h),
-                    0.0,
-                );
-                add(format!("{p}.attention.self.{part}.bias"), vec![h], 0.1, 0.0);
-            }
-            add(
-                format!("{p}.attention.output.dense.weight"),
-                vec![h, h],
-                scale(h),
-                0.0,
-            );
-            add(
-                format!("{p}.attention.output.dense.bias"),
-                vec![h],
-                0.1,
-                0.0,
-            );
-            add(
-                format!("{p}.attention.output.LayerNorm.weight"),
-                vec![h],
-                0.1,
-                1.0,
-            );
-            add(
-                format!("{p}.attention.output.LayerNorm.bias"),
-                vec![h],
-                0.1,
-                0.0,
-            );
-            add(
-                format!("{p}.intermediate.dense.weight"),
-                vec![i, h],
-                scale(h),
-                0.0,
-            );
-            add(format!("{p}.intermediate.dense.bias"), vec![i], 0.1, 0.0);
-            add(
-                format!("{p}.output.dense.weight"),
-                vec![h, i],
-                scale(i),
-                0.0,
-            );
-            add(format!("{p}.output.dense.bias"), vec![h], 0.1, 0.0);
-            add(format!("{p}.output.LayerNorm.weight"), vec![h], 0.1, 1.0);
-            add(format!("{p}.output.LayerNorm.bias"), vec![h], 0.1, 0.0);
-        }
-        let bytes: Vec<Vec<u8>> = tensors
-            .iter()
-            .map(|(_, _, data)| data.iter().flat_map(|v| v.to_le_bytes()).collect())
-            .collect();
-        let views: BTreeMap<&str, TensorView<'_>> = tensors
-            .iter()
-            .zip(&bytes)
-            .map(|((name, shape, _), raw)| {
-                let view = TensorView::new(Dtype::F32, shape.clone(), raw).unwrap();
-                (name.as_str(), view)
-            })
-            .collect();
-        let file = safetensors::serialize(views, None).unwrap();
-        std::fs::write(dir.join("model.safetensors"), file).unwrap();
+        tiny.write(&dir);
         dir
     }
 
@@ -497,43 +364,47 @@ mod tests {
 
     #[test]
     fn fused_and_stock_backends_agree_on_random_tiny_models() {
-        const MEAN: &str = r#"{"pooling_mode_mean_tokens":true}"#;
-        const ALL: &str = r#"{"pooling_mode":["cls","max","mean","mean_sqrt_len_tokens"]}"#;
         let shapes = [
-            Tiny {
+            TinyBert {
                 hidden: 32,
                 heads: 4,
                 layers: 2,
                 intermediate: 64,
                 activation: "gelu",
-                pooling: MEAN,
+                pooling: Pooling::Mean,
                 normalize: true,
+                seed: 1000,
+                ..TINY
             },
-            Tiny {
+            TinyBert {
                 hidden: 48,
                 heads: 3,
                 layers: 1,
                 intermediate: 96,
                 activation: "gelu_new",
-                pooling: ALL,
+                pooling: Pooling::All,
                 normalize: false,
+                seed: 2000,
+                ..TINY
             },
-            Tiny {
+            TinyBert {
                 hidden: 64,
                 heads: 2,
                 layers: 2,
                 intermediate: 100,
                 activation: "relu",
-                pooling: ALL,
+                pooling: Pooling::All,
                 normalize: true,
+                seed: 3000,
+                ..TINY
             },
         ];
         // One query, short sentences, and sequences past the short-attention kernel's 32.
         let batches: [&[usize]; 3] = [&[7], &[3, 12, 9, 1, 20], &[70, 33, 5, 48]];
-        for (seed, tiny) in shapes.iter().enumerate() {
-            let dir = write_tiny(tiny, seed as u64 + 1);
+        for tiny in &shapes {
+            let dir = write_tiny(tiny);
             for lengths in batches {
-                assert_backends_agree(&dir, lengths, VOCAB);
+                assert_backends_agree(&dir, lengths, tiny.vocab);
             }
             std::fs::remove_dir_all(&dir).unwrap();
         }
@@ -556,16 +427,12 @@ mod tests {
 
     #[test]
     fn stock_backend_refuses_quantized_compute() {
-        let tiny = Tiny {
+        let dir = write_tiny(&TinyBert {
             hidden: 16,
-            heads: 2,
-            layers: 1,
             intermediate: 32,
-            activation: "gelu",
-            pooling: r#"{"pooling_mode_mean_tokens":true}"#,
-            normalize: true,
-        };
-        let dir = write_tiny(&tiny, 99);
+            seed: 99_000,
+            ..TINY
+        });
         let stock = Backend::Stock(candle_core::Device::Cpu);
         let err = SentenceEncoder::load_on(&dir, Some(1), Compute::Int8, stock).err();
         assert!(matches!(err, Some(Error::Unsupported(_))), "{err:?}");

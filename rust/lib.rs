@@ -18,6 +18,8 @@ mod ops;
 mod packing;
 pub mod pooling;
 pub mod stage_timing;
+#[cfg(any(test, feature = "tiny-bert"))]
+pub mod tiny_bert;
 mod weights;
 mod workspace;
 

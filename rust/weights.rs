@@ -105,13 +105,12 @@ mod tests {
     //! `open` is the crate's one memory map (the `unsafe` above): these load real files through it,
     //! good and bad, so `make valgrind` checks those reads too.
 
-    use std::collections::BTreeMap;
     use std::path::PathBuf;
 
-    use safetensors::tensor::TensorView;
     use safetensors::Dtype;
 
     use super::*;
+    use crate::tiny_bert::{serialize, RawTensor};
 
     /// A fresh file path under the temp folder, unique to this process and test.
     fn temp_file(name: &str) -> PathBuf {
@@ -120,24 +119,21 @@ mod tests {
         dir.join(name)
     }
 
-    /// A safetensors file with `tensors` (name, dtype, shape), each filled with 0, 1, 2, ...
+    /// A safetensors file with `tensors` (name, dtype, shape), each filled with bytes 0, 1, 2, ...
     fn write(path: &Path, tensors: &[(&str, Dtype, &[usize])]) {
-        let data: Vec<Vec<u8>> = tensors
+        let raw: Vec<RawTensor> = tensors
             .iter()
-            .map(|(_, dtype, shape)| {
-                let n: usize = shape.iter().product();
-                let bytes = n * dtype.bitsize() / 8;
-                (0..bytes).map(|i| i as u8).collect::<Vec<u8>>()
+            .map(|&(name, dtype, shape)| {
+                let bytes = shape.iter().product::<usize>() * dtype.bitsize() / 8;
+                RawTensor {
+                    name: name.to_owned(),
+                    dtype,
+                    shape: shape.to_vec(),
+                    data: (0..bytes).map(|i| i as u8).collect(),
+                }
             })
             .collect();
-        let views: BTreeMap<&str, TensorView<'_>> = tensors
-            .iter()
-            .zip(&data)
-            .map(|((name, dtype, shape), raw)| {
-                (*name, TensorView::new(*dtype, shape.to_vec(), raw).unwrap())
-            })
-            .collect();
-        std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+        std::fs::write(path, serialize(&raw)).unwrap();
     }
 
     #[test]

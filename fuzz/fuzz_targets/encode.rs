@@ -17,14 +17,11 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use minilm_fast::{IdsView, SentenceEncoder, TokenBatch};
-use minilm_fast_fuzz::{
-    scratch_dir, tiny_weights, write_model_dir, Reader, MAX_POSITIONS, POOLING_ALL, POOLING_MEAN,
-    TYPE_VOCAB, VOCAB,
-};
+use minilm_fast_fuzz::{scratch_dir, Reader, TINY, TINY_ALL_MODES};
 use ndarray::{s, Array2, ArrayView2, ShapeBuilder};
 
 /// Most rows hold up to this many tokens; a few bytes more reach "longer than the positions".
-const MAX_COLS: u8 = MAX_POSITIONS as u8 + 4;
+const MAX_COLS: u8 = TINY.max_positions as u8 + 4;
 const MAX_ROWS: u8 = 6;
 /// Rows encoded alone may differ from the batch only by summation order.
 const TOLERANCE: f32 = 1e-4;
@@ -35,11 +32,10 @@ const TOLERANCE: f32 = 1e-4;
 fn encoders() -> &'static [SentenceEncoder; 3] {
     static ENCODERS: OnceLock<[SentenceEncoder; 3]> = OnceLock::new();
     ENCODERS.get_or_init(|| {
-        let weights = tiny_weights();
         let mean = scratch_dir("encode-mean");
-        write_model_dir(&mean, POOLING_MEAN, true, &weights);
+        TINY.write(&mean);
         let all = scratch_dir("encode-all");
-        write_model_dir(&all, POOLING_ALL, false, &weights);
+        TINY_ALL_MODES.write(&all);
         let load = |dir: &std::path::Path, threads| {
             SentenceEncoder::load(dir, Some(threads)).expect("the tiny model loads")
         };
@@ -155,8 +151,8 @@ fn decode(data: &[u8]) -> Case {
         }
         // Mostly valid ids; 200.. reach just past the vocabulary, 250.. are negative.
         match r.u8() {
-            b @ 0..=199 => i64::from(b) % VOCAB as i64,
-            b @ 200..=249 => i64::from(b) - 200 + VOCAB as i64 - 5,
+            b @ 0..=199 => i64::from(b) % TINY.vocab as i64,
+            b @ 200..=249 => i64::from(b) - 200 + TINY.vocab as i64 - 5,
             b => 249 - i64::from(b),
         }
     });
@@ -179,8 +175,8 @@ fn decode(data: &[u8]) -> Case {
     });
     let types = (flags & 4 != 0).then(|| {
         Array2::from_shape_fn((rows, cols), |_| match r.u8() {
-            b @ 0..=249 => i64::from(b) % TYPE_VOCAB as i64,
-            b => i64::from(b) - 250 + TYPE_VOCAB as i64 - 1,
+            b @ 0..=249 => i64::from(b) % TINY.type_vocab as i64,
+            b => i64::from(b) - 250 + TINY.type_vocab as i64 - 1,
         })
     });
     Case {

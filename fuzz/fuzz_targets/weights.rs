@@ -11,14 +11,14 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use minilm_fast::{IdsView, SentenceEncoder, TokenBatch};
-use minilm_fast_fuzz::{scratch_dir, tiny_weights, write_model_dir, POOLING_MEAN};
+use minilm_fast_fuzz::{scratch_dir, TINY};
 use ndarray::array;
 
 fn dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = scratch_dir("weights");
-        write_model_dir(&dir, POOLING_MEAN, true, &tiny_weights());
+        TINY.write(&dir);
         dir
     })
 }
