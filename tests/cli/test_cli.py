@@ -813,8 +813,15 @@ def test_console_script_errors(
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_interrupt_exits_130(model_dir: pathlib.Path) -> None:
     cmd = [sys.executable, "-m", "minilm_fast", "encode", "-v", "--model", str(model_dir), "-"]
+    # A terminal's Ctrl-C reaches a program whose SIGINT is at its default. A suite started in
+    # the background (`cmd &` in a script) inherits SIGINT ignored, and then Python installs no
+    # handler in the child: reset it so the test does not depend on how pytest was started.
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         # Wait until it is blocked reading stdin (Python's SIGINT handler is installed by then).
