@@ -31,7 +31,9 @@ from ._minilm_fast import MiniLMError
 from ._mirror import ChecksumError
 
 __all__ = [
+    "ALLOW_DOWNLOADS_FIX",
     "DEFAULT_MODEL",
+    "LOCAL_FILES_ONLY_REASON",
     "Attempt",
     "ChecksumError",
     "ModelNotFoundError",
@@ -62,9 +64,11 @@ HUB_FILES = (
     "1_Pooling/config.json",
 )
 _TRUE = {"1", "ON", "YES", "TRUE"}  # the values huggingface_hub reads as true
-# The Python argument and the command-line flag that turn downloads off, named together so one
-# message serves both.
-_LOCAL_FILES_ONLY = "local_files_only=True / --offline"
+#: The Python argument and the command-line flag that turn downloads off, named together so one
+#: message serves both; the command line shows its own half only (``minilm_fast.cli.app``).
+LOCAL_FILES_ONLY_REASON = "local_files_only=True / --offline"
+#: The remedy for ``local_files_only=True``, in both wordings, as the command line finds it.
+ALLOW_DOWNLOADS_FIX = "pass local_files_only=False (on the command line, drop --offline)"
 _SAFETENSORS_ONLY = (
     "minilm_fast reads safetensors weights only; convert pytorch_model.bin with transformers "
     "(AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True))"
@@ -270,7 +274,7 @@ def _offline_reason(local_files_only: bool) -> str:
             if getattr(constants, "HF_HUB_OFFLINE", False):
                 reasons.append("HF_HUB_OFFLINE was set when huggingface_hub was imported")
     if local_files_only:
-        reasons.append(_LOCAL_FILES_ONLY)
+        reasons.append(LOCAL_FILES_ONLY_REASON)
     return " / ".join(reasons)
 
 
@@ -347,9 +351,7 @@ def _fixes(
     fixes = []
     if offline:
         if local_files_only:
-            fixes.append(
-                "allow downloads: pass local_files_only=False (on the command line, drop --offline)"
-            )
+            fixes.append(f"allow downloads: {ALLOW_DOWNLOADS_FIX}")
         if "OFFLINE" in offline:
             var = "TRANSFORMERS_OFFLINE" if offline.startswith("TRANSFORMERS") else "HF_HUB_OFFLINE"
             fixes.append(

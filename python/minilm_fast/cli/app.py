@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Callable
 
 from .. import MiniLMError, ModelNotFoundError, __version__
+from .._hub import ALLOW_DOWNLOADS_FIX, LOCAL_FILES_ONLY_REASON
 from . import download, encode, info, search
 from .common import (
     EXIT_BROKEN_PIPE,
@@ -47,14 +48,11 @@ exit codes: 0 ok, 1 error (model not found, unreadable input, unwritable output)
 2 bad usage, 130 interrupted. Set MINILM_FAST_DEBUG=1 to see Python tracebacks.
 """
 
-#: The Python wording of ``local_files_only`` in :class:`ModelNotFoundError` messages, and
-#: what it is on the command line, where only ``--offline`` sets it; the longer phrases first.
+#: The phrases of :class:`ModelNotFoundError` messages that name both ``local_files_only`` and
+#: ``--offline``, and their command-line half: only ``--offline`` sets it here.
 _OFFLINE_IN_CLI_TERMS = (
-    ("pass local_files_only=False (on the command line, drop --offline)", "drop --offline"),
-    ("pass local_files_only=False", "drop --offline"),
-    ("local_files_only=True / --offline", "--offline"),
-    ("because local_files_only=True", "because of --offline"),
-    ("local_files_only=True", "--offline"),
+    (ALLOW_DOWNLOADS_FIX, "drop --offline"),
+    (LOCAL_FILES_ONLY_REASON, "--offline"),
 )
 
 
