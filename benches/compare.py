@@ -17,9 +17,9 @@ Python, the peers with ``--peers-python`` (the venv ``make peers`` made). With
 time, as ``minilm_fast-baseline``, ``minilm_fast-bf16-baseline`` and
 ``minilm_fast-int8-baseline``, with that venv's wheel: before and after a change in one run, the
 report's "Against the baseline" table giving current / baseline. The driver sends one
-command at a time, so one engine computes while the others wait, and the order of engines turns
-every round, so drift and noisy neighbours hit all of them alike. Reported numbers are medians
-over rounds. Peak RSS comes from separate fresh processes, one per engine and workload, that
+command at a time, so one engine computes while the others wait, and the order of engines is
+shuffled every round, so drift and noisy neighbours hit all of them alike. Reported numbers are
+medians over rounds. Peak RSS comes from separate fresh processes, one per engine and workload, that
 load the engine and run that workload once (nothing else in the process).
 
 Before measuring, every engine embeds the same check texts; a float32 engine whose vectors are
@@ -52,6 +52,7 @@ import hashlib
 import json
 import os
 import platform
+import random
 import shlex
 import statistics
 import subprocess
@@ -224,9 +225,13 @@ class Noise:
         return self.other_s / self.wall_cpus_s if self.wall_cpus_s else None
 
 
-def rotated(items: Sequence[str], r: int) -> list[str]:
-    k = r % len(items)
-    return [*items[k:], *items[:k]]
+def round_order(items: Sequence[str], r: int) -> list[str]:
+    """The engines' order in round `r`: a permutation drawn anew each round (seeded by `r`, so
+    a run can be repeated). A rotation would keep every engine behind the same neighbour in
+    every round; in two six-engine runs that put float32 minilm_fast's one-query median 14%
+    and 26% behind its baseline, which always ran right after it, where the same two wheels
+    alone measured within 1%."""
+    return random.Random(r).sample(list(items), len(items))
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -523,11 +528,11 @@ def measure(
     for r in range(s.repeats):
         print(f"  round {r + 1}/{s.repeats}: short, long", flush=True)
         for wl in texts:
-            for key in rotated(keys, r):
+            for key in round_order(keys, r):
                 a = noise.measured(key, workers[key], op="run", name=wl, batch_size=s.batch_size)
                 throughput[wl][key]["sps"].append(a["n"] / a["wall"])
                 throughput[wl][key]["cpu_use"].append(a["cpu"] / a["wall"])
-            for key in rotated(keys, r + 1):
+            for key in round_order(keys, r + 1):
                 a = noise.measured(
                     key,
                     workers[key],
@@ -543,7 +548,7 @@ def measure(
     blocks = max(1, s.latency_runs // s.latency_block)
     print(f"  single queries: {blocks} blocks of {s.latency_block} calls per engine", flush=True)
     for r in range(blocks):
-        for key in rotated(keys, r):
+        for key in round_order(keys, r):
             # Untimed calls for 30 ms first: the block starts on an idle machine, after another
             # engine's block, and its first calls run slower than in a service under steady
             # load (see COMPARE.md). The first of them is kept apart as "after idle".
@@ -572,7 +577,7 @@ def measure(
             for key in keys:  # warm-up: one batch at this shape
                 workers[key].call(**{**run, "limit": max(bs, 4)})
             for r in range(s.sweep_repeats):
-                for key in rotated(keys, r):
+                for key in round_order(keys, r):
                     a = noise.measured(key, workers[key], **run)
                     cell[key].append(a["n"] / a["wall"])
             sweep.setdefault(str(length), {})[str(bs)] = cell

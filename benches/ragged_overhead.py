@@ -10,6 +10,7 @@ Printed per batch: the median wall time, and the median time outside the native 
 Python side), over ``--repeats`` rounds of a window of ``--texts`` short texts.
 
     python benches/ragged_overhead.py MODEL_DIR [--texts 4096] [--batch-size 32] [--repeats 15]
+        [--threads N] [--compute float32|bfloat16|int8]
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--compute", default="float32")
     args = parser.parse_args()
-    encoder = Encoder(args.model_dir, threads=args.threads)
+    encoder = Encoder(args.model_dir, threads=args.threads, compute=args.compute)
     native = encoder.native
     words = "a man is eating food while the girl plays the violin in a park".split()
     rng = np.random.default_rng(0)
@@ -90,7 +92,7 @@ def main() -> None:
     np.testing.assert_allclose(outputs["padded"], outputs["ragged"], atol=1e-6)
     print(
         f"{len(rows)} texts of {lengths.mean():.1f} tokens, batch {args.batch_size}, "
-        f"{batches} batches, threads {native.threads}, {args.repeats} rounds"
+        f"{batches} batches, threads {native.threads}, {encoder.compute}, {args.repeats} rounds"
     )
     for name, values in results.items():
         total = statistics.median(v[0] for v in values) * 1e6
