@@ -72,10 +72,11 @@ class Encoder:
             every ``encode`` that names none.
         truncate_dim: keep only the first dimensions of every embedding (Matryoshka models).
         compute: the linear layers' arithmetic: ``"float32"`` (the default, sentence-transformers
-            to cosine 0.99999), ``"bfloat16"`` (AVX512-BF16) or ``"int8"`` (AVX-512 VNNI or AVX2),
-            faster within the quality gates of docs/PERFORMANCE.md, or ``"auto"``, the fastest
-            this CPU runs. A mode the CPU lacks computes in float32 with a warning
-            (``Encoder.compute`` says what runs). Unrelated to ``encode(precision=...)``.
+            to cosine 0.99999), ``"bfloat16"`` (AVX512-BF16; faster on AMD Zen 4, slower than
+            float32 on Intel Xeon) or ``"int8"`` (AVX-512 VNNI or AVX2), faster within the
+            quality gates of docs/PERFORMANCE.md, or ``"auto"``, the fastest this CPU runs. A
+            mode the CPU lacks computes in float32 with a warning (``Encoder.compute`` says
+            what runs). Unrelated to ``encode(precision=...)``.
 
     Example:
         >>> vectors = encoder.encode(["A cat sits on the mat.", "A dog runs in the park."])
