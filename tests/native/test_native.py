@@ -706,9 +706,11 @@ def big_model(big_model_dir: Path) -> NativeModel:
 
 
 def _big_batch() -> tuple[Ids, Ids]:
-    """16 full rows of 64 tokens: ~0.3 s for one encode on one thread."""
+    """64 full rows of 64 tokens: ~0.2 s for one encode on one thread, long enough that a
+    scheduler delay of tens of milliseconds (a 2-CPU VM with neighbours) stays small beside it.
+    At 16 rows (~50 ms on an Emerald Rapids VM) the overlap test failed all its attempts once."""
     rng = np.random.default_rng(12)
-    ids, mask, _ = random_batch(rng, batch=16, seq=64, vocab=64, full_rows=16)
+    ids, mask, _ = random_batch(rng, batch=64, seq=64, vocab=64, full_rows=64)
     return ids, mask
 
 
@@ -738,13 +740,15 @@ def test_encode_calls_in_two_threads_overlap(big_model_dir: Path) -> None:
     much: with the GIL held, the second thread can take its start time just before the first
     enters encode, then wait out the whole first call inside its own, so the intervals overlap by
     half of the longer one. Run concurrently (on one CPU or more), they overlap by nearly all of
-    it. Scheduling noise can spoil one attempt, so up to three are made.
+    it. Both models are warmed up first (a first call also allocates its buffers), and
+    scheduling noise can spoil one attempt, so up to five are made.
     """
     models = [NativeModel(str(big_model_dir), threads=1) for _ in range(2)]
     ids, mask = _big_batch()
     want = models[0].encode(ids, mask)
+    np.testing.assert_array_equal(models[1].encode(ids, mask), want)
     intervals: list[tuple[float, float]] = []
-    for _attempt in range(3):
+    for _attempt in range(5):
         barrier = threading.Barrier(2)
         with ThreadPoolExecutor(max_workers=2) as pool:
             futures = [pool.submit(_timed_encode, m, ids, mask, barrier) for m in models]
