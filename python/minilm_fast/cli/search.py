@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     scores = np.asarray(encoder.similarity(query_vectors, documents), dtype=np.float32)
 
     top_k = min(args.top_k, len(corpus))
+    width = len(str(top_k))  # of the rank column
     out = sys.stdout
     for index, (query, row) in enumerate(zip(queries, scores)):
         best = np.argsort(-row, kind="stable")[:top_k]  # ties keep corpus order
@@ -130,7 +131,6 @@ def run(args: argparse.Namespace) -> int:
         if index:
             print(file=out)
         print(f"query: {printable(shorten(query, 100), out)}", file=out)
-        width = len(str(top_k))
         for hit in hits:
             text = printable(shorten(str(hit["text"]), 100), out)
             print(
