@@ -122,8 +122,10 @@ compare: $(VENV)/.installed $(MIRROR_WHEEL) ## minilm_fast against its peers in 
 # `make compare COMPARE_ARGS="--baseline-python $(BASELINE_PY)"`. Pass the commit you compare
 # against (BASELINE_REV=HEAD~1, a branch, a sha); the default HEAD is the last commit, for
 # measuring uncommitted work. Exported with `git archive` (committed files only) and built with
-# its own CARGO_TARGET_DIR; installed with its runtime dependencies (the worker needs numpy and
-# tokenizers, not the [all] extras).
+# its own CARGO_TARGET_DIR, linked as the release wheel is (zig, manylinux2014: the glibc symbol
+# versions a wheel links against pick different libm code, so both sides are built alike);
+# installed with its runtime dependencies (the worker needs numpy and tokenizers, not the [all]
+# extras).
 BASELINE_REV ?= HEAD
 BASELINE_DIR := $(CURDIR)/.cache/baseline
 BASELINE_PY := $(BASELINE_DIR)/venv/bin/python
@@ -134,10 +136,10 @@ baseline: ## the wheel of BASELINE_REV (the commit to compare against) in .cache
 	rm -rf $(BASELINE_DIR)/src $(BASELINE_DIR)/dist && mkdir -p $(BASELINE_DIR)/src && \
 	git archive --format=tar "$$rev" | tar -x -C $(BASELINE_DIR)/src && \
 	{ test -x $(BASELINE_PY) || $(PYTHON) -m venv $(BASELINE_DIR)/venv; } && \
-	$(BASELINE_PY) -m pip install -q "maturin>=1.7,<2" && \
+	$(BASELINE_PY) -m pip install -q "maturin>=1.7,<2" "ziglang>=0.17.1,<0.18" && \
 	( cd $(BASELINE_DIR)/src && CARGO_TARGET_DIR=$(BASELINE_DIR)/target \
-		$(BASELINE_DIR)/venv/bin/maturin build --release --out $(BASELINE_DIR)/dist \
-		--interpreter $(BASELINE_PY) ) && \
+		PATH="$(BASELINE_DIR)/venv/bin:$$PATH" $(BASELINE_DIR)/venv/bin/maturin build --release \
+		--out $(BASELINE_DIR)/dist --interpreter $(BASELINE_PY) --zig --compatibility manylinux2014 ) && \
 	$(BASELINE_PY) -m pip install -q --force-reinstall --no-deps $(BASELINE_DIR)/dist/minilm_fast-*.whl && \
 	$(BASELINE_PY) -m pip install -q "$$(ls $(BASELINE_DIR)/dist/minilm_fast-*.whl)" && \
 	git log -1 --format='%h %s' "$$rev" > $(BASELINE_DIR)/venv/BASELINE_REV && \
