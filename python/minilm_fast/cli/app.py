@@ -13,7 +13,7 @@ from typing import Callable
 
 from .. import MiniLMError, ModelNotFoundError, __version__
 from .._hub import ALLOW_DOWNLOADS_FIX, LOCAL_FILES_ONLY_REASON
-from . import download, encode, info, search
+from . import download, encode, info, search, serve
 from .common import (
     EXIT_BROKEN_PIPE,
     EXIT_ERROR,
@@ -41,6 +41,7 @@ examples:
   minilm-fast search faq.txt "How do I reset my password?"
   MODEL_DIR=$(minilm-fast download)
   minilm-fast info
+  minilm-fast serve --port 8000  # OpenAI's embeddings API (pip install 'minilm-fast[serve]')
 
 Run `minilm-fast COMMAND --help` for the options of each command.
 
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         title="commands", dest="command", metavar="COMMAND", required=True
     )
-    for command in (encode, search, download, info):
+    for command in (encode, search, download, info, serve):
         command.add_parser(commands)
     return parser
 
