@@ -166,7 +166,9 @@ def start_configs(
             ("uncoalesced", sys.executable, ["--coalesce", "off"], "minilm_fast coalesce=False"),
         ]
         if args.baseline_python:
-            wanted.append(("baseline", args.baseline_python, [], "minilm_fast baseline"))
+            rev = (baseline_meta(args.baseline_python) or {}).get("revision") or ""
+            label = f"minilm_fast baseline {rev.split(' ')[0]}".strip()
+            wanted.append(("baseline", args.baseline_python, [], label))
         for kind, python, extra, label in wanted:
             key = f"{compute}:{kind}"
             print(f"  {key}: starting a worker ...", flush=True)
@@ -198,7 +200,8 @@ def start_configs(
                     print(f"    {notes[-1]}")
                     continue
             worker.call(op="set", texts=texts)
-            cells = inprocess_cells(plan, plan.http_clients if kind == "coalesced" else ())
+            extra = plan.http_clients if kind == "coalesced" and not args.no_http else []
+            cells = inprocess_cells(plan, extra)
             configs.append(Config(key, compute, kind, label, cells, worker, info=worker.ready))
         if not args.no_http:
             configs += start_servers(args, plan, compute, texts, logs, notes, http_all)
@@ -252,7 +255,8 @@ def start_infinity(
     notes: list[str],
 ) -> list[Config]:
     """infinity-emb on the same model folder: torch, CPU, float32, the same thread count
-    (OMP_NUM_THREADS), its default batch of 32, no response cache, no torch.compile."""
+    (OMP_NUM_THREADS), its default batch of 32, no response cache; torch.compile only with
+    --infinity-compile (BetterTransformer needs optimum, which it does not install)."""
     version = infinity_version(args.infinity_python) if args.infinity_python else None
     if version is None:
         why = (
@@ -270,7 +274,8 @@ def start_infinity(
         args.infinity_python, str(Path(args.infinity_python).parent / "infinity_emb"), "v2",
         "--model-id", str(args.model_dir), "--served-model-name", "all-MiniLM-L6-v2",
         "--engine", "torch", "--device", "cpu", "--dtype", "float32", "--batch-size", "32",
-        "--no-bettertransformer", "--no-compile", "--no-vector-disk-cache",
+        "--no-bettertransformer", "--compile" if args.infinity_compile else "--no-compile",
+        "--no-vector-disk-cache",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
     ]  # fmt: skip
     env = {**env, "DO_NOT_TRACK": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0"}
@@ -285,7 +290,9 @@ def start_infinity(
         return []
     reqs = build_requests(texts, port, server.route, server.model)
     info = {"cmd": cmd, "start_s": server.start_s, "idle_memory": server.idle, "version": version}
-    label = f"infinity-emb {version} (HTTP, torch fp32)"
+    label = (
+        f"infinity-emb {version} (HTTP, torch fp32{', compiled' if args.infinity_compile else ''})"
+    )
     return [Config(key, "float32", "infinity", label, cells, None, server, reqs, info)]
 
 
@@ -353,8 +360,12 @@ def measure_cell(c: Config, cell: str, plan: Plan, start: int) -> dict[str, Any]
     return c.worker.call(op=mode, callers=int(n), **timing)
 
 
-def run_rounds(configs: list[Config], plan: Plan, n_texts: int) -> tuple[dict[str, Any], float]:
-    """Every cell on every configuration, each round in a fresh shuffled order."""
+def run_rounds(
+    configs: list[Config], plan: Plan, n_texts: int, notes: list[str]
+) -> tuple[dict[str, Any], float]:
+    """Every cell on every configuration, each round in a fresh shuffled order. A cell that
+    fails (an exception in the worker, a server that stops answering) is a note, and that
+    configuration skips it from then on."""
     raw: dict[str, dict[str, list[dict[str, Any]]]] = {c.key: {} for c in configs}
     other = wall_cpus = 0.0
     cpus = os.cpu_count() or 1
@@ -371,7 +382,14 @@ def run_rounds(configs: list[Config], plan: Plan, n_texts: int) -> tuple[dict[st
                     start = rng.randrange(n_texts)
                     wait_until_idle()
                     before, t0 = MachineBusy.seconds(), time.perf_counter()
-                    a = measure_cell(c, cell, plan, start)
+                    try:
+                        a = measure_cell(c, cell, plan, start)
+                    except (WorkerError, OSError, EOFError) as exc:
+                        c.cells.remove(cell)
+                        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                        notes.append(f"{c.key} {cell} failed: {first}")
+                        print(f"    {notes[-1]}", flush=True)
+                        continue
                     after, wall = MachineBusy.seconds(), time.perf_counter() - t0
                     if before is not None and after is not None:
                         own = a["cpu"] + a.get("client_cpu", 0.0)
@@ -425,6 +443,11 @@ def main(argv: list[str] | None = None) -> int:
         "--infinity-python",
         default=str(DEFAULT_INFINITY_PYTHON) if DEFAULT_INFINITY_PYTHON.exists() else None,
         help="Python of infinity-emb's venv (make infinity; default: %(default)s)",
+    )
+    p.add_argument(
+        "--infinity-compile",
+        action="store_true",
+        help="infinity-emb with torch.compile (its default)",
     )
     p.add_argument("--peers-python", default=str(DEFAULT_PEERS_PYTHON), help="draws the chart")
     p.add_argument("--quick", action="store_true", help="a few seconds per cell, for development")
@@ -503,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
             for cell in cells
         )
         print(f"measuring: {len(cells)} cells, about {seconds / 60:.1f} min")
-        raw, noise = run_rounds(configs, plan, len(texts))
+        raw, noise = run_rounds(configs, plan, len(texts), notes)
     finally:
         for c in configs:
             c.close()

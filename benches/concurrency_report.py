@@ -235,7 +235,7 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
         f"- machine: {meta['machine']}; Python {meta['python']}; threads={meta['threads']} "
         f"per Encoder and per server",
         f"- texts: {meta['texts']}",
-        f"- {meta['rounds']} rounds; each cell {meta['warmup_s']:g} s untimed, then "
+        f"- rounds: {meta['rounds']}; each cell {meta['warmup_s']:g} s untimed, then "
         f"{meta['duration_s']:g} s timed (batches: half that); configurations in a fresh "
         "shuffled order per cell and round",
         f"- other processes took {_f(100 * meta['noise'], '.1f')}% of the machine while cells ran"
@@ -245,13 +245,12 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
         b = meta["baseline"]
         lines.append(f"- baseline: {b.get('revision') or '?'} ({b['python']})")
     for key, c in results["configs"].items():
-        info = c["info"]
-        what = info.get("version") or ""
+        info, what = c["info"], []
         if "module" in info:
-            what = f"minilm_fast {what} from {info['module']}"
+            what.append(f"minilm_fast {info.get('version')} from {info['module']}")
         if "start_s" in info:
-            what += f"; healthy {info['start_s']:.1f} s after start"
-        lines.append(f"- `{key}`: {c['label']}" + (f" ({what})" if what else ""))
+            what.append(f"healthy {info['start_s']:.1f} s after start")
+        lines.append(f"- `{key}`: {c['label']}" + (f" ({'; '.join(what)})" if what else ""))
     for note in meta["notes"]:
         lines.append(f"- note: {note}")
     if meta.get("quick"):
