@@ -114,9 +114,38 @@ peers: $(VENV)/.installed $(MIRROR_WHEEL) ## the peers' venv and model files (ON
 	$(PEERS_PY) -m pip install -q -r benches/peers/requirements.txt
 	$(MODEL_DIR) && $(PEERS_PY) scripts/prepare_peers.py --model-dir "$$model"
 
+# After the peers, the concurrency workload (benches/concurrency.py, ~15 min; CONCURRENCY=0 skips
+# it): 1-64 callers of one text each, threads, asyncio and HTTP (`minilm-fast serve`), against the
+# baseline wheel when `make baseline` made one and infinity-emb when `make infinity` installed it.
+CONCURRENCY ?= 1
+CONCURRENCY_ARGS ?=
 compare: $(VENV)/.installed $(MIRROR_WHEEL) ## minilm_fast against its peers in one run (make peers first); COMPARE_ARGS="--quick"
 	$(MODEL_DIR) && $(PY) benches/compare.py --threads 2 --model-dir "$$model" \
 		--peers-python $(PEERS_PY) $(COMPARE_ARGS)
+	if [ "$(CONCURRENCY)" != 0 ]; then $(MAKE) --no-print-directory concurrency \
+		CONCURRENCY_ARGS="$(if $(findstring --quick,$(COMPARE_ARGS)),--quick) $(CONCURRENCY_ARGS)"; fi
+
+.PHONY: concurrency infinity
+concurrency: $(VENV)/.installed $(MIRROR_WHEEL) ## many callers, one text each: threads, asyncio, serve (docs/concurrency-latest.md); CONCURRENCY_ARGS="--quick"
+	$(MODEL_DIR) && $(PY) benches/concurrency.py --threads 2 --model-dir "$$model" \
+		--peers-python $(PEERS_PY) \
+		$$(test -x $(BASELINE_PY) && echo --baseline-python $(BASELINE_PY)) $(CONCURRENCY_ARGS)
+
+# infinity-emb, the HTTP peer of `make concurrency`, in a venv of its own: it pins numpy<2 and
+# sentence-transformers<4, older than the peers'. torch (several GB) is the peers' own, seen through
+# a .pth file (the same interpreter made both venvs); pip's output is kept in
+# .cache/infinity/pip-install.log, which the report quotes when the install failed.
+INFINITY_VENV := .cache/infinity/venv
+INFINITY_PY := $(INFINITY_VENV)/bin/python
+infinity: ## infinity-emb in .cache/infinity/venv, for make concurrency (make peers first: its torch)
+	test -x $(PEERS_PY) || { echo "make peers first: infinity-emb uses its torch" >&2; exit 1; }
+	test -x $(INFINITY_PY) || $(PYTHON) -m venv $(INFINITY_VENV)
+	mkdir -p .cache/infinity
+	site='import sysconfig; print(sysconfig.get_paths()["purelib"])'; \
+		$(PEERS_PY) -c "$$site" > "$$($(INFINITY_PY) -c "$$site")/peers_venv.pth"
+	$(INFINITY_PY) -m pip install "infinity-emb[server,torch]==0.0.78" \
+		> .cache/infinity/pip-install.log 2>&1 || { tail -5 .cache/infinity/pip-install.log; exit 1; }
+	$(INFINITY_PY) -c 'import infinity_emb, torch; print("infinity-emb", infinity_emb.__version__, "torch", torch.__version__)'
 
 # Before and after a change: the wheel of another revision in a venv of its own, for
 # `make compare COMPARE_ARGS="--baseline-python $(BASELINE_PY)"`. Pass the commit you compare
