@@ -1,7 +1,7 @@
 """Many callers, one text each: minilm_fast's throughput and latency under concurrency.
 
     python benches/concurrency.py --model-dir DIR --threads 2     # the full run, ~15 min
-    python benches/concurrency.py --quick                         # ~1 min, .cache/concurrency
+    python benches/concurrency.py --quick                         # ~2 min, .cache/concurrency
     python benches/concurrency.py --baseline-python .cache/baseline/venv/bin/python
 
 1, 4, 16 and 64 callers each encode one STS-B sentence per call, in a loop, for ``--duration``
