@@ -212,6 +212,11 @@ class ServerMetrics:
             "Texts per engine batch (the requests' texts coalesced into one forward pass).",
             buckets=_TEXTS,
         )
+        self.batch_calls = Histogram(
+            "minilm_fast_batch_calls",
+            "Encode calls (requests, or parts of large ones) sharing an engine batch.",
+            buckets=_TEXTS,
+        )
         self.batch_tokens = Histogram(
             "minilm_fast_batch_tokens",
             "Word pieces per engine batch.",
@@ -243,6 +248,7 @@ class ServerMetrics:
             self.request_seconds,
             self.request_texts,
             self.batch_texts,
+            self.batch_calls,
             self.batch_tokens,
             self.batch_seconds,
             self.queue_wait,

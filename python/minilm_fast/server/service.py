@@ -173,6 +173,7 @@ class EmbeddingService:
     def _on_batch(self, info: BatchInfo) -> None:
         metrics = self.metrics
         metrics.batch_texts.observe(info.texts)
+        metrics.batch_calls.observe(info.calls)
         metrics.batch_tokens.observe(info.tokens)
         metrics.batch_seconds.observe(info.seconds)
         for wait in info.waits:
