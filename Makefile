@@ -238,7 +238,8 @@ $(VENV)/.built: $(VENV)/bin/python $(SOURCES)
 
 $(VENV)/.installed: $(VENV)/.built
 	$(PY) -m pip install -q "$$(ls dist/minilm_fast-*.whl)[all]" "auditwheel>=6" \
-		"pytest>=8" "pytest-benchmark>=4" "pytest-timeout>=2" ruff mypy
+		"pytest>=8" "pytest-benchmark>=4" "pytest-timeout>=2" ruff mypy \
+		"openai>=1" "langchain-openai>=0.3"
 	touch $@
 
 # The wheel's runtime dependencies, so the fresh-venv install test runs offline too.
