@@ -12,10 +12,11 @@ from ._hub import DEFAULT_MODEL, ChecksumError, ModelNotFoundError, resolve_mode
 from ._minilm_fast import MiniLMError, NativeModel
 from ._minilm_fast import __version__ as __version__
 from ._quantize import quantization_ranges, quantize_embeddings
-from .encoder import EncodeOptions, Encoder, TruncationWarning
+from .encoder import BatchInfo, EncodeOptions, Encoder, TruncationWarning
 
 __all__ = [
     "DEFAULT_MODEL",
+    "BatchInfo",
     "ChecksumError",
     "EncodeOptions",
     "Encoder",

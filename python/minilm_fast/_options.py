@@ -67,6 +67,8 @@ class EncoderArgs(TypedDict, total=False):
     default_prompt_name: str | None
     truncate_dim: int | None
     compute: Compute
+    max_batch_tokens: int
+    coalesce: bool
 
 
 class EncodeOptions(TypedDict, total=False):
@@ -100,6 +102,7 @@ class Plan:
     long_text: LongText
     stride: int
     parallel: bool
+    max_batch_tokens: int
 
     @property
     def unit(self) -> bool | None:
@@ -119,6 +122,7 @@ def resolve_plan(
     output_dim: int,
     content_budget: int,
     parallel: bool,
+    max_batch_tokens: int,
 ) -> Plan:
     """One call's options checked, with the Encoder's already filled in where the call gave
     none (`truncate_dim`, `long_text`, `stride`: None means the default stride)."""
@@ -132,6 +136,7 @@ def resolve_plan(
         long_text=check_long_text(long_text),
         stride=check_stride(stride),
         parallel=parallel,
+        max_batch_tokens=max_batch_tokens,
     )
 
 
@@ -155,6 +160,14 @@ def check_batch_size(value: object) -> int:
         raise TypeError(f"batch_size must be an int, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"batch_size must be at least 1, got {value}")
+    return value
+
+
+def check_max_batch_tokens(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_batch_tokens must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"max_batch_tokens must be at least 1, got {value}")
     return value
 
 

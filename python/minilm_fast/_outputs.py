@@ -1,6 +1,6 @@
 """What `encode` hands back: the embeddings quantized, as a torch tensor or a list, one row for a
 str, with the truncation flags if asked; the once-per-Encoder warning when texts were cut; and
-the unit rows `Encoder.similarity` compares."""
+the cosine similarities of `Encoder.similarity`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ import numpy.typing as npt
 
 from ._quantize import Precision, quantize_embeddings
 
-__all__ = ["TruncationReport", "TruncationWarning", "finish", "finish_tokens", "unit_rows"]
+__all__ = [
+    "TruncationReport",
+    "TruncationWarning",
+    "cosine_similarity",
+    "finish",
+    "finish_tokens",
+    "pairwise_cosine_similarity",
+    "unit_rows",
+]
 
 
 class TruncationWarning(UserWarning):
@@ -26,8 +34,14 @@ class TruncationReport:
         self.warned = False
 
     def __call__(
-        self, truncated: npt.NDArray[np.bool_], returned: bool, max_seq_length: int
+        self,
+        truncated: npt.NDArray[np.bool_],
+        returned: bool,
+        max_seq_length: int,
+        *,
+        stacklevel: int,
     ) -> None:
+        """Warn if texts were cut; `stacklevel` counts the frames up to the user's line."""
         if returned or self.warned:
             return
         cut = int(np.count_nonzero(truncated))  # cheaper than .sum(), a ufunc reduction
@@ -41,7 +55,7 @@ class TruncationReport:
                 'long_text="chunk" to embed all of each text, or return_truncation=True to '
                 "see which were cut. (Shown once per Encoder.)"
             ),
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 
@@ -95,6 +109,31 @@ def unit_rows(values: npt.ArrayLike) -> npt.NDArray[np.float32]:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     unit: npt.NDArray[np.float32] = (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
     return unit
+
+
+def cosine_similarity(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Cosine similarity of every row of `a` with every row of `b`: shape (len(a), len(b)).
+
+    A 1-D argument counts as one row. Zero vectors have similarity 0 to everything.
+
+    >>> queries = encoder.encode(["How do I bake bread?"])
+    >>> docs = encoder.encode(["Knead the dough, let it rise, bake it.", "Tax forms."])
+    >>> encoder.similarity(queries, docs).argmax()
+    np.int64(0)
+    """
+    similarities: npt.NDArray[np.float32] = unit_rows(a) @ unit_rows(b).T
+    return similarities
+
+
+def pairwise_cosine_similarity(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Cosine similarity of row i of `a` with row i of `b`: shape (len(a),)."""
+    left, right = unit_rows(a), unit_rows(b)
+    if left.shape != right.shape:
+        raise ValueError(
+            f"pairwise similarity needs equal shapes, got {left.shape} and {right.shape}"
+        )
+    pairwise: npt.NDArray[np.float32] = np.einsum("ij,ij->i", left, right)
+    return pairwise
 
 
 def _to_torch(embeddings: npt.NDArray[Any]) -> Any:

@@ -12,15 +12,15 @@ import numpy.typing as npt
 
 from ._chunking import Rows, combine_windows, token_rows
 from ._minilm_fast import NativeModel
-from ._options import Plan, Sentences, check_unicode, checked_texts, count
+from ._options import Plan, Sentences, checked_texts, count
 from ._progress import Bar, add_to_total, progress
 from ._tokenize import SentenceTokenizer, TokenIds
 
 __all__ = [
     "MAX_BATCH_TOKENS",
     "WINDOW_TEXTS",
+    "encode_rows",
     "iter_sentence_embeddings",
-    "one_embedding",
     "sentence_embeddings",
     "token_embeddings",
 ]
@@ -28,9 +28,10 @@ __all__ = [
 #: Texts tokenized, length-sorted and encoded together; bounds memory for streamed input.
 WINDOW_TEXTS = 4096
 
-#: Most tokens (rows x longest row) given to the engine in one call: a larger `batch_size` is
-#: run in several calls, so working memory (~40 KB a token for all-MiniLM-L6-v2) stays bounded
-#: whatever `batch_size` says. 32 texts of 256 word pieces, the default, is one call.
+#: The default of `Encoder(max_batch_tokens=)`: most tokens (rows x longest row) given to the
+#: engine in one call. A larger `batch_size` is run in several calls, so working memory (~40 KB a
+#: token for all-MiniLM-L6-v2) stays bounded whatever `batch_size` says; concurrent calls are
+#: coalesced up to it. 32 texts of 256 word pieces, the default batch, is one call.
 MAX_BATCH_TOKENS = 8192
 
 Embeddings = tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]
@@ -82,25 +83,6 @@ def iter_sentence_embeddings(
             yield output, _embed_window(native, tokenizer, window, plan, bar, output)
 
 
-def one_embedding(
-    native: NativeModel, tokenizer: SentenceTokenizer, text: str, plan: Plan
-) -> Embeddings | None:
-    """The embedding of one text without the batching machinery (windows, dedup, length
-    sorting, progress): the per-request call of a service, where that machinery was a tenth
-    of the latency. None when the text needs chunk windows."""
-    budget = tokenizer.content_budget
-    prompted = plan.prompt + check_unicode("sentences", text)
-    pieces = tokenizer.word_pieces([prompted], parallel=False, limit=budget)[0]
-    cut = len(pieces) > budget
-    if cut and plan.long_text == "chunk":
-        return None
-    ids = np.array(tokenizer.frame(pieces), dtype=np.int64)
-    output = np.empty((1, plan.truncate_dim or native.output_dim), dtype=np.float32)
-    offsets = np.array([0, len(ids)], dtype=np.int64)
-    native.encode_ragged(ids, offsets, out=output, normalize=plan.unit)
-    return output, np.array([cut])
-
-
 def token_embeddings(
     native: NativeModel,
     tokenizer: SentenceTokenizer,
@@ -117,7 +99,7 @@ def token_embeddings(
             per_row: list[npt.NDArray[np.float32]] = [np.empty(0, np.float32)] * len(rows.ids)
             lengths = _lengths(rows.ids)
             order = _longest_first(lengths)
-            for batch in _batches(order, lengths, plan.batch_size):
+            for batch in _batches(order, lengths, plan.batch_size, plan.max_batch_tokens):
                 ids, mask = _pad([rows.ids[i] for i in batch])
                 hidden = native.token_embeddings(ids, mask)
                 for slot, index in enumerate(batch):
@@ -155,7 +137,16 @@ def _embed_window(
     chunk = plan.long_text == "chunk"
     rows = token_rows(tokenizer, distinct, plan.prompt, chunk, plan.stride, parallel=plan.parallel)
     if not rows.chunked:
-        _run(native, rows.ids, targets, output, plan.unit, plan.batch_size, bar)
+        encode_rows(
+            native,
+            rows.ids,
+            targets,
+            output,
+            plan.unit,
+            plan.batch_size,
+            plan.max_batch_tokens,
+            bar,
+        )
     else:
         _run_chunked(native, tokenizer, rows, targets, output, plan, bar)
     if inverse is None:
@@ -174,20 +165,21 @@ def _run_chunked(
     plan: Plan,
     bar: Bar,
 ) -> None:
-    """`_run` for a window where some texts became several windows: texts of one row are
+    """`encode_rows` for a window where some texts became several windows: texts of one row are
     written in place as usual; the windows of the others are computed into a buffer of their
     own, combined per text and then written to the text's row."""
     per_text = np.bincount(rows.owners, minlength=len(targets))
     windowed = per_text[rows.owners] > 1
     add_to_total(bar, len(rows.ids) - len(targets))
     single = np.flatnonzero(~windowed)
-    _run(
+    encode_rows(
         native,
         [rows.ids[i] for i in single],
         targets[rows.owners[single]],
         output,
         plan.unit,
         plan.batch_size,
+        plan.max_batch_tokens,
         bar,
     )
     several = np.flatnonzero(windowed)
@@ -196,7 +188,10 @@ def _run_chunked(
     # Whole vectors, unit length when the caller or the model asks, averaged and normalised
     # again; then cut to `truncate_dim` (and normalised once more if the caller asked).
     whole_unit = plan.normalize and plan.truncate_dim is None
-    _run(native, window_ids, None, vectors, True if whole_unit else None, plan.batch_size, bar)
+    unit = True if whole_unit else None
+    encode_rows(
+        native, window_ids, None, vectors, unit, plan.batch_size, plan.max_batch_tokens, bar
+    )
     specials = len(tokenizer.prefix) + len(tokenizer.suffix)
     lengths = np.asarray([len(r) - specials for r in window_ids], dtype=np.float64)
     owners = rows.owners[several]
@@ -207,16 +202,18 @@ def _run_chunked(
     output[targets[np.unique(owners)]] = combined
 
 
-def _run(
+def encode_rows(
     native: NativeModel,
     rows: list[TokenIds],
     targets: npt.NDArray[np.intp] | None,
     output: npt.NDArray[np.float32],
     normalize: bool | None,
     batch_size: int,
-    bar: Bar,
+    max_tokens: int,
+    bar: Bar | None = None,
 ) -> None:
-    """The vector of `rows[i]` into `output[targets[i]]` (or `output[i]`), longest rows first.
+    """The vector of `rows[i]` into `output[targets[i]]` (or `output[i]`), longest rows first,
+    in engine calls of at most `batch_size` rows and `max_tokens` tokens (rows x longest).
 
     The rows are laid out once, longest first, in one flat id array: every batch is then a
     slice of its offsets, and the engine reads its ids in place.
@@ -232,7 +229,7 @@ def _run(
         count=int(offsets[-1]),
     )
     destination = order if targets is None else targets[order]
-    for start, stop in _batch_bounds(sorted_lengths, batch_size):
+    for start, stop in _batch_bounds(sorted_lengths, batch_size, max_tokens):
         native.encode_ragged(
             flat,
             offsets[start : stop + 1],
@@ -240,7 +237,8 @@ def _run(
             rows=destination[start:stop],
             normalize=normalize,
         )
-        bar.update(stop - start)
+        if bar is not None:
+            bar.update(stop - start)
 
 
 def _windows(texts: Iterable[str], batch_size: int) -> Iterator[list[str]]:
@@ -259,23 +257,26 @@ def _longest_first(lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
 
 
 def _batch_bounds(
-    sorted_lengths: npt.NDArray[np.int64], batch_size: int
+    sorted_lengths: npt.NDArray[np.int64], batch_size: int, max_tokens: int
 ) -> Iterator[tuple[int, int]]:
     """[start, stop) of each engine call over rows sorted longest first: `batch_size` rows at
     a time, a batch split further when its rows, padded to the first (the longest), exceed
-    MAX_BATCH_TOKENS."""
+    `max_tokens`."""
     for start in range(0, len(sorted_lengths), batch_size):
         stop = min(start + batch_size, len(sorted_lengths))
-        step = max(1, MAX_BATCH_TOKENS // max(int(sorted_lengths[start]), 1))
+        step = max(1, max_tokens // max(int(sorted_lengths[start]), 1))
         for first in range(start, stop, step):
             yield first, min(first + step, stop)
 
 
 def _batches(
-    order: npt.NDArray[np.intp], lengths: npt.NDArray[np.int64], batch_size: int
+    order: npt.NDArray[np.intp],
+    lengths: npt.NDArray[np.int64],
+    batch_size: int,
+    max_tokens: int,
 ) -> Iterator[npt.NDArray[np.intp]]:
     """The row indices of each padded engine call, as `_batch_bounds` cuts them."""
-    for start, stop in _batch_bounds(lengths[order], batch_size):
+    for start, stop in _batch_bounds(lengths[order], batch_size, max_tokens):
         yield order[start:stop]
 
 

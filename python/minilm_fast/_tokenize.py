@@ -197,6 +197,13 @@ class SentenceTokenizer:
         # No boundary in the last window, which reaches _OVERLAP characters past the cut.
         return cut, one_word
 
+    def count_tokens(self, texts: Sequence[str], *, parallel: bool = True) -> list[int]:
+        """Word pieces each text runs with: special tokens included, cut at max_seq_length."""
+        budget = self.content_budget
+        specials = len(self.prefix) + len(self.suffix)
+        pieces = self.word_pieces(texts, parallel=parallel, limit=budget)
+        return [min(len(p), budget) + specials for p in pieces]
+
     def frame(self, pieces: TokenIds) -> TokenIds:
         """`pieces` cut to the length limit, between the special tokens ([CLS] ... [SEP])."""
         return [*self.prefix, *pieces[: self.content_budget], *self.suffix]

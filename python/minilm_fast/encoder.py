@@ -1,25 +1,26 @@
 """The Encoder users hold, with sentence-transformers' API: keyword names and meanings follow
 `SentenceTransformer.encode`, so code written for it runs unchanged. Beyond it: iterables are
-streamed (`encode_iter`), long texts can be chunked instead of cut, and `aencode` keeps an event
-loop free. This module is the facade; the jobs behind it live in `_options` (argument checks),
-`_prompts`, `_pipeline` (texts to vectors), `_chunking`, `_tokenize`, `_progress`, `_outputs`
-and `_quantize`.
+streamed (`encode_iter`), long texts can be chunked instead of cut, concurrent calls share
+batches and `aencode` keeps an event loop free. This module is the facade; the jobs behind it
+live in `_options` (argument checks), `_prompts`, `_pipeline` (texts to vectors),
+`_coalescing` (concurrent calls), `_chunking`, `_tokenize`, `_progress`, `_outputs` and
+`_quantize`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
+import inspect
 import os
 import pathlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-import numpy as np
 import numpy.typing as npt
 
 from . import _options as checks
 from . import _pipeline as pipeline
+from ._coalescing import BatchInfo, BatchListener, Coalescer, Steps
+from ._encode_call import EncoderParts, Finishing, encode_steps, stream
 from ._hub import DEFAULT_MODEL, resolve_model
 from ._minilm_fast import NativeModel, read_text_config
 from ._options import (
@@ -32,9 +33,14 @@ from ._options import (
     Plan,
     Sentences,
 )
-from ._outputs import TruncationReport, TruncationWarning, finish, finish_tokens, unit_rows
+from ._outputs import (
+    TruncationReport,
+    TruncationWarning,
+    cosine_similarity,
+    pairwise_cosine_similarity,
+)
 from ._prompts import Prompts
-from ._quantize import Precision, check_precision, quantize_embeddings
+from ._quantize import Precision, check_precision
 from ._tokenize import SentenceTokenizer
 
 if TYPE_CHECKING:
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CHUNK_STRIDE",
+    "BatchInfo",
     "Compute",
     "EncodeOptions",
     "Encoder",
@@ -77,6 +84,10 @@ class Encoder:
             quality gates of docs/PERFORMANCE.md, or ``"auto"``, the fastest this CPU runs. A
             mode the CPU lacks computes in float32 with a warning (``Encoder.compute`` says
             what runs). Unrelated to ``encode(precision=...)``.
+        max_batch_tokens: most word pieces (rows x longest row) in one engine call; bounds
+            working memory (~40 KB a word piece for all-MiniLM-L6-v2).
+        coalesce: concurrent calls of at most ``batch_size`` texts share engine batches, each
+            getting its own rows; a lone call runs at once. ``False`` runs each on its own.
 
     Example:
         >>> vectors = encoder.encode(["A cat sits on the mat.", "A dog runs in the park."])
@@ -99,9 +110,12 @@ class Encoder:
         default_prompt_name: str | None = None,
         truncate_dim: int | None = None,
         compute: Compute = "float32",
+        max_batch_tokens: int = pipeline.MAX_BATCH_TOKENS,
+        coalesce: bool = True,
     ) -> None:
         checks.check_compute(compute)
         checks.check_threads(threads)
+        self.max_batch_tokens = checks.check_max_batch_tokens(max_batch_tokens)
         self.model_name = os.fsdecode(model) if isinstance(model, os.PathLike) else model
         self.model_path: pathlib.Path = resolve_model(
             model, cache_dir=cache_dir, revision=revision, local_files_only=local_files_only
@@ -120,6 +134,13 @@ class Encoder:
             *model_prompts, prompts, default_prompt_name, self._native.include_prompt
         )
         self._report_truncation = TruncationReport()
+        coalesce = checks.check_flag("coalesce", coalesce)
+        self._coalescer = Coalescer(
+            self._native, self._tokenizer, self.max_batch_tokens, enabled=coalesce
+        )
+        self._parts = EncoderParts(
+            self._native, self._tokenizer, self._coalescer, self._report_truncation
+        )
         # What pickling needs to build the same Encoder again (weights are reloaded by path).
         self._init_args: EncoderArgs = {
             "threads": threads,
@@ -129,6 +150,8 @@ class Encoder:
             "local_files_only": local_files_only,
             "prompts": dict(prompts or {}),
             "default_prompt_name": default_prompt_name,
+            "max_batch_tokens": max_batch_tokens,
+            "coalesce": coalesce,
         }
 
     @property
@@ -165,6 +188,27 @@ class Encoder:
         return self.max_seq_length
 
     @property
+    def on_batch(self) -> BatchListener | None:
+        """Called with a :class:`BatchInfo` after each shared engine batch, on its thread."""
+        return self._coalescer.on_batch
+
+    @on_batch.setter
+    def on_batch(self, listener: BatchListener | None) -> None:
+        self._coalescer.on_batch = listener
+
+    def count_tokens(
+        self, sentences: Sentences, *, prompt_name: str | None = None, prompt: str | None = None
+    ) -> list[int]:
+        """Word pieces each text runs with, [CLS] and [SEP] included, cut at max_seq_length.
+
+        >>> encoder.count_tokens(["Hello world", "word " * 300])
+        [4, 256]
+        """
+        prefix = self._prompts.resolve(prompt, prompt_name)
+        texts = [prefix + text for text in checks.checked_texts(sentences)]
+        return self._tokenizer.count_tokens(texts, parallel=self.threads > 1)
+
+    @property
     def native(self) -> NativeModel:
         """The native model, for callers that bring their own token ids."""
         return self._native
@@ -173,29 +217,8 @@ class Encoder:
         """Length of one sentence embedding (384 for all-MiniLM-L6-v2; less with truncate_dim)."""
         return self.truncate_dim or self._native.output_dim
 
-    @staticmethod
-    def similarity(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """Cosine similarity of every row of `a` with every row of `b`: shape (len(a), len(b)).
-
-        A 1-D argument counts as one row. Zero vectors have similarity 0 to everything.
-
-        >>> queries = encoder.encode(["How do I bake bread?"])
-        >>> docs = encoder.encode(["Knead the dough, let it rise, bake it.", "Tax forms."])
-        >>> encoder.similarity(queries, docs).argmax()
-        np.int64(0)
-        """
-        return unit_rows(a) @ unit_rows(b).T
-
-    @staticmethod
-    def similarity_pairwise(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """Cosine similarity of row i of `a` with row i of `b`: shape (len(a),)."""
-        left, right = unit_rows(a), unit_rows(b)
-        if left.shape != right.shape:
-            raise ValueError(
-                f"pairwise similarity needs equal shapes, got {left.shape} and {right.shape}"
-            )
-        pairwise: npt.NDArray[np.float32] = np.einsum("ij,ij->i", left, right)
-        return pairwise
+    similarity = staticmethod(cosine_similarity)
+    similarity_pairwise = staticmethod(pairwise_cosine_similarity)
 
     @overload
     def encode(
@@ -294,56 +317,30 @@ class Encoder:
             >>> cut.tolist()
             [False, True]
         """
-        single = isinstance(sentences, str)
-        precision = check_precision(precision)
-        checks.check_output_options(output_value, convert_to_tensor, device)
-        plan = self._plan(
-            prompt_name,
-            prompt,
-            batch_size,
-            normalize_embeddings,
-            truncate_dim,
-            long_text,
-            chunk_stride,
-        )
-        if output_value == "token_embeddings":
-            checks.check_token_output(plan.long_text, precision)
-            tokens, truncated = pipeline.token_embeddings(
-                self._native,
-                self._tokenizer,
-                checks.checked_texts(sentences),
-                plan,
+        return self._coalescer.drive(
+            self._encode_steps(
+                sentences,
+                prompt_name,
+                prompt,
+                batch_size,
                 show_progress_bar,
+                output_value,
+                precision,
+                convert_to_numpy,
+                convert_to_tensor,
+                device,
+                normalize_embeddings,
+                truncate_dim,
+                long_text,
+                chunk_stride,
+                quantization_ranges,
+                return_truncation,
             )
-            self._report_truncation(truncated, return_truncation, self.max_seq_length)
-            return finish_tokens(
-                tokens, truncated, single=single, return_truncation=return_truncation
-            )
-
-        quick = (
-            pipeline.one_embedding(self._native, self._tokenizer, sentences, plan)
-            if isinstance(sentences, str) and not show_progress_bar
-            else None
-        )
-        embeddings, truncated = quick or pipeline.sentence_embeddings(
-            self._native, self._tokenizer, sentences, plan, show_progress_bar
-        )
-        self._report_truncation(truncated, return_truncation, self.max_seq_length)
-        return finish(
-            embeddings,
-            truncated,
-            single=single,
-            precision=precision,
-            ranges=quantization_ranges,
-            convert_to_numpy=convert_to_numpy,
-            convert_to_tensor=convert_to_tensor,
-            return_truncation=return_truncation,
         )
 
     def encode_query(self, sentences: Sentences, **options: Unpack[EncodeOptions]) -> Any:
-        """``encode`` with the model's ``"query"`` prompt, if it has one (as sentence-transformers).
-
-        all-MiniLM-L6-v2 has no prompts, so this equals ``encode``.
+        """``encode`` with the model's ``"query"`` prompt, if it has one (all-MiniLM-L6-v2 has
+        none), as sentence-transformers does.
 
         >>> encoder.encode_query("Where is the Eiffel tower?").shape
         (384,)
@@ -355,25 +352,28 @@ class Encoder:
         return self.encode(sentences, **self._prompts.for_task("document", options))
 
     async def aencode(self, sentences: Sentences, **options: Unpack[EncodeOptions]) -> Any:
-        """``encode`` in a worker thread, so an asyncio event loop keeps serving meanwhile.
+        """``encode`` for asyncio: the event loop runs on while the texts are computed.
 
-        The engine releases the GIL while it computes, so other coroutines and threads run.
+        A call of at most ``batch_size`` texts queues for the Encoder's worker thread (sharing
+        batches with concurrent calls) and resumes when its rows are ready; a larger one runs
+        in a thread of its own. Cancelling the task withdraws texts that have not started.
 
         >>> import asyncio
         >>> asyncio.run(encoder.aencode(["async", "texts"])).shape
         (2, 384)
         """
-        return await asyncio.to_thread(functools.partial(self.encode, sentences, **options))
+        bound = _ENCODE_SIGNATURE.bind(self, sentences, **options)
+        bound.apply_defaults()  # every parameter, in encode's order, after `self`
+        _, *arguments = bound.arguments.values()
+        return await self._coalescer.drive_async(self._encode_steps(*arguments))
 
     async def aencode_query(self, sentences: Sentences, **options: Unpack[EncodeOptions]) -> Any:
-        """``encode_query`` in a worker thread."""
-        return await asyncio.to_thread(functools.partial(self.encode_query, sentences, **options))
+        """``encode_query`` for asyncio."""
+        return await self.aencode(sentences, **self._prompts.for_task("query", options))
 
     async def aencode_document(self, sentences: Sentences, **options: Unpack[EncodeOptions]) -> Any:
-        """``encode_document`` in a worker thread."""
-        return await asyncio.to_thread(
-            functools.partial(self.encode_document, sentences, **options)
-        )
+        """``encode_document`` for asyncio."""
+        return await self.aencode(sentences, **self._prompts.for_task("document", options))
 
     def encode_iter(
         self,
@@ -410,21 +410,41 @@ class Encoder:
             long_text,
             chunk_stride,
         )
-        if isinstance(sentences, str):
-            raise TypeError("encode_iter takes an iterable of texts, not one str")
-        total = checks.count(sentences)
-        for embeddings, truncated in pipeline.iter_sentence_embeddings(
-            self._native,
-            self._tokenizer,
-            checks.checked_texts(sentences),
-            total,
-            plan,
-            show_progress_bar,
-        ):
-            self._report_truncation(truncated, False, self.max_seq_length)
-            for start in range(0, len(embeddings), batch_size):
-                rows = embeddings[start : start + batch_size]
-                yield quantize_embeddings(rows, precision, ranges=quantization_ranges)
+        yield from stream(
+            self._parts, sentences, plan, precision, quantization_ranges, show_progress_bar
+        )
+
+    def _encode_steps(
+        self,
+        sentences: Sentences,
+        prompt_name: str | None,
+        prompt: str | None,
+        batch_size: int,
+        show_progress_bar: bool | None,
+        output_value: OutputValue,
+        precision: Precision,
+        convert_to_numpy: bool,
+        convert_to_tensor: bool,
+        device: str | None,
+        normalize: bool,
+        truncate_dim: int | None,
+        long_text: LongText | None,
+        stride: int | None,
+        quantization_ranges: npt.ArrayLike | None,
+        return_truncation: bool,
+    ) -> Steps:
+        """One ``encode`` call's options checked, and the steps that compute it."""
+        checked = check_precision(precision)
+        checks.check_output_options(output_value, convert_to_tensor, device)
+        plan = self._plan(
+            prompt_name, prompt, batch_size, normalize, truncate_dim, long_text, stride
+        )
+        finishing = Finishing(
+            checked, quantization_ranges, convert_to_numpy, convert_to_tensor, return_truncation
+        )
+        return encode_steps(
+            self._parts, sentences, plan, output_value, show_progress_bar, finishing
+        )
 
     def _plan(
         self,
@@ -447,6 +467,7 @@ class Encoder:
             output_dim=self._native.output_dim,
             content_budget=self._tokenizer.content_budget,
             parallel=self.threads > 1,
+            max_batch_tokens=self.max_batch_tokens,
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -473,3 +494,7 @@ class Encoder:
             f"max_seq_length={self.max_seq_length}, threads={self.threads}, "
             f"compute={self.compute!r})"
         )
+
+
+#: `encode`'s parameters and defaults, which `aencode` binds its keywords to.
+_ENCODE_SIGNATURE = inspect.signature(Encoder.encode)

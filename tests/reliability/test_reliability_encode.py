@@ -10,6 +10,7 @@ keyword; this file covers the rest.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import pathlib
 import random
@@ -196,11 +197,16 @@ def test_huge_batch_size_runs_in_bounded_engine_calls(
             calls.append((len(lengths), int(lengths.max())))  # (rows, longest): padded size
             return native.encode_ragged(ids, offsets, **kwargs)
 
-    monkeypatch.setattr(encoder, "_native", Recording())
-    got = encoder.encode(texts, batch_size=10**9)
-    assert max(b * t for b, t in calls) <= pipeline_module.MAX_BATCH_TOKENS
-    assert len(calls) > 1
-    np.testing.assert_allclose(got, want, atol=1e-6)
+    # The engine as the call path sees it: through the pipeline and through the coalescer.
+    recording = Recording()
+    monkeypatch.setattr(encoder, "_parts", dataclasses.replace(encoder._parts, native=recording))
+    monkeypatch.setattr(encoder._coalescer, "_native", recording)
+    for sentences in (texts, iter(texts)):  # one call's worth for the queue; a stream
+        calls.clear()
+        got = encoder.encode(sentences, batch_size=10**9)
+        assert max(b * t for b, t in calls) <= pipeline_module.MAX_BATCH_TOKENS
+        assert len(calls) > 1
+        np.testing.assert_allclose(got, want, atol=1e-6)
 
 
 # --- text that is not valid Unicode, control characters ---------------------------------------

@@ -1,0 +1,412 @@
+"""Concurrent calls share engine batches: the many-callers half of the data path.
+
+In a service, requests arrive together: a thread or a coroutine per request, each embedding a
+query or a few texts. Run one by one, each call streams all the weights through the cache for
+a handful of tokens, and concurrent calls only interleave on the engine's workers. Here a call
+small enough for one batch (at most its ``batch_size`` texts) is tokenized by its caller and
+then:
+
+- if the engine is idle, it runs at once, on the caller's own thread: a lone caller never
+  waits for a timer or a hand-off, so at low load latency is what a direct call costs;
+- if a batch is running, it queues. When the running batch finishes, everything queued, oldest
+  first, up to ``max_batch_tokens`` word pieces (rows x longest row, as one engine call counts
+  them), becomes the next batch: one length-sorted ragged engine call, run by the Encoder's one
+  worker thread, whatever mix of threads and coroutines queued. Each call gets exactly its own
+  rows back, in its own options (prompt, ``truncate_dim``, ``normalize_embeddings``; precision
+  and the output type are applied by the caller afterwards).
+
+An engine error in a shared batch reruns its calls one by one, so only the call whose input
+fails gets the exception. A coroutine is resumed through its event loop when its rows are
+ready (no thread per request); cancelling it withdraws its texts if their batch has not
+started. The worker thread starts on first need, exits when idle (holding the Encoder only
+weakly meanwhile) and is forgotten in a forked child, whose parent's threads do not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from ._chunking import token_rows
+from ._minilm_fast import NativeModel
+from ._options import Plan, check_unicode
+from ._pipeline import WINDOW_TEXTS, encode_rows
+from ._tokenize import SentenceTokenizer, TokenIds
+
+__all__ = ["BatchInfo", "BatchListener", "Call", "Coalescer", "Steps"]
+
+logger = logging.getLogger("minilm_fast")
+
+#: How long the idle worker thread waits for work before it exits (a new one starts on need).
+_WORKER_IDLE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """One engine batch of concurrent calls, as ``Encoder.on_batch`` receives it.
+
+    Attributes:
+        calls: the encode calls whose texts the batch held.
+        texts: their texts (rows run).
+        tokens: word pieces run, special tokens included.
+        waits: seconds each call waited in the queue before the batch started (0.0 for a call
+            that found the engine idle).
+        seconds: the batch's time in the engine.
+    """
+
+    calls: int
+    texts: int
+    tokens: int
+    waits: tuple[float, ...]
+    seconds: float
+
+
+BatchListener = Callable[[BatchInfo], None]
+
+
+class Call:
+    """One encode call's token rows, waiting for its embeddings (float32, one row per text).
+
+    `notify` is how the batch's runner wakes the caller: an event for a thread, the event
+    loop's thread-safe callback for a coroutine.
+    """
+
+    __slots__ = ("dim", "embeddings", "error", "notify", "queued_at", "rows", "truncated", "unit")
+
+    def __init__(
+        self, rows: list[TokenIds], truncated: npt.NDArray[np.bool_], dim: int, unit: bool | None
+    ) -> None:
+        self.rows = rows
+        self.truncated = truncated
+        self.dim = dim
+        self.unit = unit
+        self.queued_at = 0.0
+        self.embeddings: npt.NDArray[np.float32] | None = None
+        self.error: BaseException | None = None
+        self.notify: Callable[[], object] = _nothing
+
+    def result(self) -> npt.NDArray[np.float32]:
+        if self.error is not None:
+            raise self.error
+        assert self.embeddings is not None, "a call is answered before its caller is woken"
+        return self.embeddings
+
+
+#: One encode call as steps (`Encoder._encode_steps`): it yields the engine work it needs, a
+#: call to queue or a job to run, is sent back each result, and returns what `encode` returns.
+Steps = Generator[Union[Call, Callable[[], Any]], Any, Any]
+
+
+class Coalescer:
+    """The queue in front of one NativeModel, and the rules of who runs the next batch."""
+
+    def __init__(
+        self,
+        native: NativeModel,
+        tokenizer: SentenceTokenizer,
+        max_batch_tokens: int,
+        *,
+        enabled: bool = True,
+    ) -> None:
+        self._native = native
+        self._tokenizer = tokenizer
+        self.max_batch_tokens = max_batch_tokens
+        # Off, every call runs on its caller's thread at once (concurrent calls interleave on
+        # the engine's workers, as before coalescing existed).
+        self.enabled = enabled
+        self.on_batch: BatchListener | None = None
+        self._reset()
+        _LIVE.add(self)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._queue: deque[Call] = deque()
+        # Who runs the engine now: None (idle), "caller" (a lone call on its own thread) or
+        # "worker". Whoever finishes a batch with calls queued hands them to the worker.
+        self._owner: str | None = None
+        self._worker_running = False
+
+    def prepare(self, sentences: object, plan: Plan) -> Call | None:
+        """`sentences` as a call to queue, or None when it is not one batch's worth: more
+        texts than `plan.batch_size`, not a str or list/tuple, or a long text to chunk."""
+        if isinstance(sentences, str):
+            texts = [check_unicode("sentences", sentences)]
+        elif isinstance(sentences, (list, tuple)) and 0 < len(sentences) <= self._call_texts(plan):
+            texts = _checked(sentences)
+        else:
+            return None
+        chunk = plan.long_text == "chunk"
+        rows = token_rows(self._tokenizer, texts, plan.prompt, chunk, plan.stride, parallel=False)
+        if rows.chunked:
+            return None
+        return Call(
+            rows.ids, rows.truncated, plan.truncate_dim or self._native.output_dim, plan.unit
+        )
+
+    @staticmethod
+    def _call_texts(plan: Plan) -> int:
+        """Most texts of a call that queues: one batch, and never more than the pipeline's
+        window (a huge `batch_size` must not skip its windows and deduplication)."""
+        return min(plan.batch_size, WINDOW_TEXTS)
+
+    def run(self, call: Call) -> npt.NDArray[np.float32]:
+        """`call`'s embeddings, computed on this thread if the engine is idle, else with the
+        calls queued beside it."""
+        if not self.enabled:
+            self._compute([call], time.perf_counter())
+            return call.result()
+        with self._lock:
+            alone = self._owner is None
+            if alone:
+                self._owner = "caller"
+            else:
+                self._enqueue_locked(call)
+        if alone:
+            try:
+                self._compute([call], time.perf_counter())
+            finally:
+                self._hand_on()
+            return call.result()
+        done = threading.Event()
+        call.notify = done.set
+        try:
+            done.wait()
+        except BaseException:  # an interrupt while waiting: the texts leave the queue
+            self.withdraw(call)
+            raise
+        return call.result()
+
+    async def run_async(self, call: Call) -> npt.NDArray[np.float32]:
+        """`call`'s embeddings, computed by the worker thread while the event loop runs on."""
+        if not self.enabled:
+            return await asyncio.to_thread(self.run, call)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # the loop closed while the call was computed
+                pass
+
+        call.notify = wake
+        with self._lock:
+            self._enqueue_locked(call)
+        try:
+            await future
+        except asyncio.CancelledError:
+            self.withdraw(call)
+            raise
+        return call.result()
+
+    def drive(self, steps: Steps) -> Any:
+        """Run `steps` on this thread: its calls through the queue, its jobs right here."""
+        try:
+            work = next(steps)
+            while True:
+                work = steps.send(self.run(work) if isinstance(work, Call) else work())
+        except StopIteration as done:
+            return done.value
+
+    async def drive_async(self, steps: Steps) -> Any:
+        """Run `steps` without blocking the event loop: its calls through the worker, its
+        jobs (larger inputs) in a thread of their own."""
+        try:
+            work = next(steps)
+            while True:
+                if isinstance(work, Call):
+                    result = await self.run_async(work)
+                else:
+                    result = await asyncio.to_thread(work)
+                work = steps.send(result)
+        except StopIteration as done:
+            return done.value
+
+    def withdraw(self, call: Call) -> bool:
+        """Take `call` out of the queue if its batch has not started; True if it was."""
+        with self._lock:
+            try:
+                self._queue.remove(call)
+            except ValueError:
+                return False
+            return True
+
+    def _enqueue_locked(self, call: Call) -> None:
+        call.queued_at = time.perf_counter()
+        self._queue.append(call)
+        if self._owner is None:
+            self._give_to_worker_locked()
+
+    def _give_to_worker_locked(self) -> None:
+        self._owner = "worker"
+        if self._worker_running:
+            self._work.notify()
+            return
+        self._worker_running = True
+        threading.Thread(
+            target=_worker_loop,
+            args=(weakref.ref(self), self._work),
+            name="minilm_fast-coalescer",
+            daemon=True,
+        ).start()
+
+    def _hand_on(self) -> None:
+        """The engine is free: the worker takes what queued meanwhile, or nobody owns it."""
+        with self._lock:
+            if self._queue:
+                self._give_to_worker_locked()
+            else:
+                self._owner = None
+
+    def _next_batch_locked(self) -> list[Call]:
+        """The oldest calls whose rows, padded to the longest, fit in max_batch_tokens (at
+        least one call, whatever its size)."""
+        batch = [self._queue.popleft()]
+        rows, longest = len(batch[0].rows), max(map(len, batch[0].rows))
+        while self._queue:
+            following = self._queue[0]
+            more_rows = rows + len(following.rows)
+            more_longest = max(longest, *map(len, following.rows))
+            if more_rows * more_longest > self.max_batch_tokens:
+                break
+            batch.append(self._queue.popleft())
+            rows, longest = more_rows, more_longest
+        return batch
+
+    def _compute(self, calls: list[Call], started: float) -> None:
+        """Run `calls` as one engine batch and answer each; an engine error reruns them one
+        by one so that it reaches only the call it belongs to."""
+        try:
+            answers = self._embed(calls)
+        except Exception as exc:
+            if len(calls) > 1:
+                for call in calls:
+                    self._compute([call], time.perf_counter())
+                return
+            calls[0].error = exc
+        except BaseException as exc:  # an interrupt on a caller's thread: nobody waits forever
+            for call in calls:
+                call.error = exc
+                call.notify()
+            raise
+        else:
+            for call, embeddings in zip(calls, answers):
+                call.embeddings = embeddings
+        seconds = time.perf_counter() - started
+        for call in calls:
+            call.notify()
+        self._report(calls, started, seconds)
+
+    def _embed(self, calls: list[Call]) -> list[npt.NDArray[np.float32]]:
+        """Each call's rows, from one ragged engine call over all of them."""
+        rows = list(itertools.chain.from_iterable(call.rows for call in calls))
+        first = calls[0]
+        uniform = all(c.dim == first.dim and c.unit == first.unit for c in calls)
+        # Calls that agree on width and normalisation get them from the engine; a mixed batch
+        # is computed whole and model-normalised, then cut and normalised per call.
+        width, unit = (first.dim, first.unit) if uniform else (self._native.output_dim, None)
+        output = np.empty((len(rows), width), dtype=np.float32)
+        if len(rows) == 1:
+            ids = np.asarray(rows[0], dtype=np.int64)
+            offsets = np.array([0, len(ids)], dtype=np.int64)
+            self._native.encode_ragged(ids, offsets, out=output, normalize=unit)
+        else:
+            encode_rows(self._native, rows, None, output, unit, len(rows), self.max_batch_tokens)
+        if len(calls) == 1:
+            return [output]
+        parts = []
+        bounds = np.cumsum([0, *(len(call.rows) for call in calls)])
+        for call, start, stop in zip(calls, bounds[:-1], bounds[1:]):
+            part = output[start:stop, : call.dim].copy()
+            if not uniform and call.unit and (call.dim < width or not self._native.normalize):
+                part /= np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
+            parts.append(part)
+        return parts
+
+    def _report(self, calls: Sequence[Call], started: float, seconds: float) -> None:
+        listener = self.on_batch
+        if listener is None:
+            return
+        info = BatchInfo(
+            calls=len(calls),
+            texts=sum(len(call.rows) for call in calls),
+            tokens=sum(len(row) for call in calls for row in call.rows),
+            waits=tuple(
+                max(0.0, started - call.queued_at) if call.queued_at else 0.0 for call in calls
+            ),
+            seconds=seconds,
+        )
+        try:
+            listener(info)
+        except Exception:  # a listener's bug must not fail the calls it observes
+            logger.exception("Encoder.on_batch raised; the batch's calls were answered")
+
+
+def _worker_loop(owner: weakref.ref[Coalescer], work: threading.Condition) -> None:
+    """Run queued batches while the worker owns the engine; exit after an idle spell, or once
+    the Coalescer is gone (only a weak reference is kept while idle)."""
+    while True:
+        with work:
+            coalescer = owner()
+            if coalescer is None:
+                return
+            if coalescer._owner == "worker" and coalescer._queue:
+                batch = coalescer._next_batch_locked()
+            else:
+                if coalescer._owner == "worker":  # the queue ran dry
+                    coalescer._owner = None
+                del coalescer
+                if work.wait(_WORKER_IDLE_SECONDS):
+                    continue  # handed work: look again
+                coalescer = owner()
+                if coalescer is None:
+                    return
+                if coalescer._owner != "worker":
+                    coalescer._worker_running = False
+                    return
+                continue
+        coalescer._compute(batch, time.perf_counter())
+        del coalescer, batch
+
+
+def _checked(sentences: Sequence[object]) -> list[str]:
+    texts = []
+    for index, text in enumerate(sentences):
+        if not isinstance(text, str):
+            raise TypeError(f"sentences[{index}] must be a str, got {type(text).__name__}")
+        texts.append(check_unicode(f"sentences[{index}]", text))
+    return texts
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # a cancelled caller is not woken
+        future.set_result(None)
+
+
+def _nothing() -> None:
+    return None
+
+
+_LIVE: weakref.WeakSet[Coalescer] = weakref.WeakSet()
+
+
+def _forget_threads_after_fork() -> None:
+    for coalescer in list(_LIVE):
+        coalescer._reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads_after_fork)
