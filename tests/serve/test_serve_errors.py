@@ -73,6 +73,19 @@ def test_non_strings(base_url: str, value: Any, words: str) -> None:
     assert words in message
 
 
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"input": "a\\ud800b"}', "'input' is not valid Unicode"),
+        (b'{"input": ["ok", "a\\udc00"]}', "'input[1]' is not valid Unicode"),
+    ],
+)
+def test_lone_surrogates(base_url: str, body: bytes, words: str) -> None:
+    """JSON escapes can spell half a character; the tokenizer cannot take it."""
+    message = assert_error(post(base_url, body), 400, param="input")
+    assert words in message and "lone surrogate" in message
+
+
 @pytest.mark.parametrize("value", [[101, 2023, 102], [[101, 2023], [102]]], ids=["ids", "lists"])
 def test_token_ids_are_refused_with_a_hint(base_url: str, value: Any) -> None:
     """What LangChain's OpenAIEmbeddings sends by default (tiktoken ids)."""

@@ -153,6 +153,7 @@ def _check_input(value: object, max_input_texts: int) -> list[str]:
     if isinstance(value, str):
         if not value:
             raise ApiError(400, "'input' is an empty string", param="input", code="empty_input")
+        _check_unicode(value, "input")
         return [value]
     if not isinstance(value, list):
         raise ApiError(
@@ -172,6 +173,7 @@ def _check_input(value: object, max_input_texts: int) -> list[str]:
         )
     for index, item in enumerate(value):
         if isinstance(item, str):
+            _check_unicode(item, f"input[{index}]")
             continue
         if _is_token_ids(value):
             raise ApiError(400, _TOKEN_IDS_HINT, param="input", code="token_ids_input")
@@ -181,6 +183,19 @@ def _check_input(value: object, max_input_texts: int) -> list[str]:
             param="input",
         )
     return value
+
+
+def _check_unicode(text: str, where: str) -> None:
+    """JSON's ``\\ud800`` escapes decode to lone surrogates, which no tokenizer takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ApiError(
+            400,
+            f"'{where}' is not valid Unicode: it holds the lone surrogate "
+            f"{text[exc.start]!r} at position {exc.start}",
+            param="input",
+        ) from None
 
 
 def _is_token_ids(value: list[Any]) -> bool:

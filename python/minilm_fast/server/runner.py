@@ -57,6 +57,7 @@ def serve(
         host=host,
         port=port,
         lifespan="on",
+        ws="none",  # no websocket routes: never import a websockets package
         log_level=log_level,
         access_log=access_log,
         timeout_graceful_shutdown=None if timeout is None else math.ceil(timeout),
