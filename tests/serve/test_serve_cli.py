@@ -89,7 +89,7 @@ def serve_process(model_dir: pathlib.Path) -> Iterator[type[ServeProcess]]:
 def test_sigterm_answers_requests_in_flight_then_exits_0(
     serve_process: type[ServeProcess], encoder: Encoder
 ) -> None:
-    server = serve_process()
+    server = serve_process("--max-batch-tokens", "2048")
     url = server.url()
     assert httpx.get(f"{url}/health", timeout=30).json()["model"] == MODEL
 
