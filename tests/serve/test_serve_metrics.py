@@ -10,8 +10,10 @@ from typing import Any
 import httpx
 import pytest
 from serve_support import MODEL
+from starlette.testclient import TestClient
 
 from minilm_fast import Encoder
+from minilm_fast.server import create_app
 from minilm_fast.server.metrics import Counter, Histogram, ServerMetrics
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
@@ -112,6 +114,15 @@ def test_the_app_gives_the_encoder_its_hook_back(start_server: Any, encoder: Enc
     with start_server():
         assert encoder.on_batch is not None and encoder.on_batch != before
     assert encoder.on_batch == before
+
+
+def test_an_app_serves_again_after_a_shutdown(encoder: Encoder) -> None:
+    """The lifespan drains at shutdown and reopens at startup (a second TestClient, a reload)."""
+    app = create_app(encoder, served_names=[MODEL])
+    for _ in range(2):
+        with TestClient(app) as client:
+            assert client.post("/v1/embeddings", json={"input": "again"}).status_code == 200
+        assert client.get("/health").status_code == 503  # no lifespan now: still draining
 
 
 # --------------------------------------------------------------------------------------------

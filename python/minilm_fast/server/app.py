@@ -77,14 +77,12 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        service.attach()
+        service.open()
         try:
             yield
         finally:
-            service.begin_draining()
-            if not await service.wait_idle(service.limits.shutdown_timeout):
+            if not await service.close(service.limits.shutdown_timeout):
                 logger.warning("shutting down with requests still in flight")
-            service.detach()
 
     async def embeddings(request: Request) -> Response:
         started = time.perf_counter()

@@ -154,21 +154,26 @@ class EmbeddingService:
     # ----------------------------------------------------------------------------------------
     # The Encoder's batch hook
 
-    def attach(self) -> None:
-        """Route the Encoder's ``on_batch`` reports to the metrics (keeping any hook it had)."""
+    def open(self) -> None:
+        """Take requests (again, after a :meth:`close`), and route the Encoder's ``on_batch``
+        reports to the metrics (the hook it had is still called)."""
+        self._draining = False
         if self._hook is not None:
             return
         self._previous_hook = self.encoder.on_batch
         self._hook = self._on_batch
         self.encoder.on_batch = self._hook
 
-    def detach(self) -> None:
-        """Give the Encoder its former ``on_batch`` back."""
-        if self._hook is None:
-            return
-        if self.encoder.on_batch == self._hook:
-            self.encoder.on_batch = self._previous_hook
-        self._hook = self._previous_hook = None
+    async def close(self, timeout: float | None = None) -> bool:
+        """Refuse new requests, wait for those in flight (``timeout`` seconds at most), give the
+        Encoder its former ``on_batch`` back; True if no request was left in flight."""
+        self.begin_draining()
+        idle = await self.wait_idle(timeout)
+        if self._hook is not None:
+            if self.encoder.on_batch == self._hook:
+                self.encoder.on_batch = self._previous_hook
+            self._hook = self._previous_hook = None
+        return idle
 
     def _on_batch(self, info: BatchInfo) -> None:
         metrics = self.metrics
