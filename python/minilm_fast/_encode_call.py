@@ -9,9 +9,10 @@ the call and runs the job in a thread of its own (`Coalescer.drive_async`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import inspect
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy.typing as npt
 
@@ -24,7 +25,14 @@ from ._outputs import TruncationReport, finish, finish_tokens
 from ._quantize import Precision, quantize_embeddings
 from ._tokenize import SentenceTokenizer
 
-__all__ = ["EncoderParts", "Finishing", "encode_steps", "stream"]
+__all__ = [
+    "EncoderParts",
+    "Finishing",
+    "encode_steps",
+    "option_defaults",
+    "stream",
+    "with_defaults",
+]
 
 #: The TruncationWarning's stack level from `encode_steps`: the report, these steps, the
 #: coalescer's `drive` (or `drive_async`), `encode` (or `aencode`), the caller's line.
@@ -120,3 +128,20 @@ def stream(
         for start in range(0, len(embeddings), plan.batch_size):
             rows = embeddings[start : start + plan.batch_size]
             yield quantize_embeddings(rows, precision, ranges=ranges)
+
+
+def option_defaults(encode: Callable[..., Any]) -> dict[str, Any]:
+    """`encode`'s options (the parameters after ``self`` and ``sentences``) and their defaults,
+    in its order."""
+    parameters = inspect.signature(encode).parameters
+    return {name: p.default for name, p in parameters.items() if name not in ("self", "sentences")}
+
+
+def with_defaults(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> list[Any]:
+    """The value of every option, in the order of `defaults`: what ``aencode``'s keywords say,
+    else the default. An unknown keyword is refused as a call of ``encode`` would refuse it
+    (without the cost of `inspect.Signature.bind` on every call)."""
+    unknown = options.keys() - defaults.keys()
+    if unknown:
+        raise TypeError(f"aencode() got unexpected keyword arguments: {sorted(unknown)}")
+    return list({**defaults, **options}.values())

@@ -9,7 +9,6 @@ live in `_options` (argument checks), `_prompts`, `_pipeline` (texts to vectors)
 
 from __future__ import annotations
 
-import inspect
 import os
 import pathlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -17,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy.typing as npt
 
+from . import _encode_call as encode_call
 from . import _options as checks
 from . import _pipeline as pipeline
 from ._coalescing import BatchInfo, BatchListener, Coalescer, Steps
-from ._encode_call import EncoderParts, Finishing, encode_steps, stream
 from ._hub import DEFAULT_MODEL, resolve_model
 from ._minilm_fast import NativeModel, read_text_config
 from ._options import (
@@ -138,7 +137,7 @@ class Encoder:
         self._coalescer = Coalescer(
             self._native, self._tokenizer, self.max_batch_tokens, enabled=coalesce
         )
-        self._parts = EncoderParts(
+        self._parts = encode_call.EncoderParts(
             self._native, self._tokenizer, self._coalescer, self._report_truncation
         )
         # What pickling needs to build the same Encoder again (weights are reloaded by path).
@@ -362,10 +361,10 @@ class Encoder:
         >>> asyncio.run(encoder.aencode(["async", "texts"])).shape
         (2, 384)
         """
-        bound = _ENCODE_SIGNATURE.bind(self, sentences, **options)
-        bound.apply_defaults()  # every parameter, in encode's order, after `self`
-        _, *arguments = bound.arguments.values()
-        return await self._coalescer.drive_async(self._encode_steps(*arguments))
+        arguments = encode_call.with_defaults(
+            options, _ENCODE_DEFAULTS
+        )  # every option, in encode's order
+        return await self._coalescer.drive_async(self._encode_steps(sentences, *arguments))
 
     async def aencode_query(self, sentences: Sentences, **options: Unpack[EncodeOptions]) -> Any:
         """``encode_query`` for asyncio."""
@@ -410,7 +409,7 @@ class Encoder:
             long_text,
             chunk_stride,
         )
-        yield from stream(
+        yield from encode_call.stream(
             self._parts, sentences, plan, precision, quantization_ranges, show_progress_bar
         )
 
@@ -439,10 +438,10 @@ class Encoder:
         plan = self._plan(
             prompt_name, prompt, batch_size, normalize, truncate_dim, long_text, stride
         )
-        finishing = Finishing(
+        finishing = encode_call.Finishing(
             checked, quantization_ranges, convert_to_numpy, convert_to_tensor, return_truncation
         )
-        return encode_steps(
+        return encode_call.encode_steps(
             self._parts, sentences, plan, output_value, show_progress_bar, finishing
         )
 
@@ -496,5 +495,5 @@ class Encoder:
         )
 
 
-#: `encode`'s parameters and defaults, which `aencode` binds its keywords to.
-_ENCODE_SIGNATURE = inspect.signature(Encoder.encode)
+#: `encode`'s options and their defaults, in its order, which `aencode` fills in.
+_ENCODE_DEFAULTS = encode_call.option_defaults(Encoder.encode)

@@ -387,3 +387,10 @@ def test_fork_while_calls_are_queued(model_dir: pathlib.Path) -> None:
 
 async def _gather(encoder: Encoder, texts: list[str]) -> list[Any]:
     return await asyncio.gather(*(encoder.aencode(text) for text in texts))
+
+
+def test_aencode_refuses_what_encode_refuses(coalescing: Encoder) -> None:
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments: \['bogus'\]"):
+        asyncio.run(coalescing.aencode("text", bogus=1))  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        asyncio.run(coalescing.aencode("text", batch_size=0))
