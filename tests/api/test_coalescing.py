@@ -96,7 +96,12 @@ def _same(got: Any, want: Any) -> None:
 def _busy_engine(encoder: Encoder) -> threading.Thread:
     """Start a long call on another thread and return once it holds the engine."""
     started = threading.Event()
-    holder = threading.Thread(target=lambda: (started.set(), encoder.encode(BUSY)))
+
+    def hold() -> None:
+        started.set()
+        encoder.encode(BUSY)
+
+    holder = threading.Thread(target=hold)
     holder.start()
     started.wait()
     time.sleep(0.02)  # into the engine call
@@ -242,7 +247,12 @@ def test_a_lone_call_runs_at_once_on_its_own_thread(
     coalescing: Encoder, batches: list[BatchInfo]
 ) -> None:
     threads: list[int] = []
-    coalescing.on_batch = lambda info: (threads.append(threading.get_ident()), batches.append(info))
+
+    def listen(info: BatchInfo) -> None:
+        threads.append(threading.get_ident())
+        batches.append(info)
+
+    coalescing.on_batch = listen
     coalescing.encode(["alone", "with a friend"])
     assert threads == [threading.get_ident()]
     assert batches[-1].calls == 1 and batches[-1].waits == (0.0,) and batches[-1].texts == 2
