@@ -16,6 +16,9 @@ import minilm_fast
 from minilm_fast import Encoder
 
 OPTIONAL_FRAMEWORKS = {
+    "minilm_fast.server": "starlette",
+    "minilm_fast.server.app": "starlette",
+    "minilm_fast.server.runner": "uvicorn",
     "minilm_fast.integrations.langchain": "langchain_core",
     "minilm_fast.integrations.llama_index": "llama_index.core",
     "minilm_fast.integrations.chroma": "chromadb",
