@@ -8,6 +8,7 @@ import sys
 
 from .. import DEFAULT_MODEL, Encoder
 from .._minilm_fast import COMPUTE_MODES
+from .._pipeline import MAX_BATCH_TOKENS
 from .common import PROG, isatty, logger
 
 __all__ = [
@@ -191,9 +192,9 @@ def encoding_options() -> argparse.ArgumentParser:
 # What the options mean at run time
 
 
-def load_encoder(args: argparse.Namespace) -> Encoder:
-    """The Encoder the model and engine options describe; a bad --max-seq-length is a usage
-    error."""
+def load_encoder(args: argparse.Namespace, *, max_batch_tokens: int = MAX_BATCH_TOKENS) -> Encoder:
+    """The Encoder the model and engine options describe (and `serve`'s --max-batch-tokens);
+    a bad --max-seq-length is a usage error."""
     model = args.model or DEFAULT_MODEL
     logger.info("loading %s", model)
     encoder = Encoder(
@@ -203,6 +204,7 @@ def load_encoder(args: argparse.Namespace) -> Encoder:
         revision=args.revision,
         local_files_only=args.offline,
         compute=args.compute,
+        max_batch_tokens=max_batch_tokens,
     )
     logger.info(
         "loaded %s with %d threads, SIMD kernel %s, compute %s",

@@ -7,10 +7,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import DEFAULT_MODEL, Encoder
-from .common import EXIT_INTERRUPTED, EXIT_OK, PROG, CliError, logger
+from .. import DEFAULT_MODEL
+from .._pipeline import MAX_BATCH_TOKENS
+from .common import EXIT_INTERRUPTED, EXIT_OK, PROG, CliError
 from .options import (
     engine_options,
+    load_encoder,
     messages_options,
     model_options,
     non_negative_int,
@@ -91,8 +93,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     batching.add_argument(
         "--max-batch-tokens",
         type=positive_int,
+        default=MAX_BATCH_TOKENS,
         metavar="N",
-        help="word pieces of one coalesced engine batch (default: the Encoder's)",
+        help="most word pieces (rows x longest row) of one engine batch of coalesced requests "
+        "(default: %(default)s)",
     )
     limits = parser.add_argument_group("limits")
     limits.add_argument(
@@ -150,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         parser.error(f"argument --max-queue-texts: {exc}")
 
     model = args.model or DEFAULT_MODEL
-    encoder = _load_encoder(args, model)
+    encoder = load_encoder(args, max_batch_tokens=args.max_batch_tokens)
     served_names = server.served_model_names(model, args.served_names)
 
     def started(url: str) -> None:
@@ -183,35 +187,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"{PROG}: stopped", file=sys.stderr)
     return EXIT_OK
-
-
-def _load_encoder(args: argparse.Namespace, model: str) -> Encoder:
-    """The coalescing Encoder the model, engine and batching options describe (as
-    ``options.load_encoder``, with ``--max-batch-tokens``)."""
-    logger.info("loading %s", model)
-    extra = {} if args.max_batch_tokens is None else {"max_batch_tokens": args.max_batch_tokens}
-    encoder = Encoder(
-        model,
-        threads=args.threads,
-        cache_dir=args.cache_dir,
-        revision=args.revision,
-        local_files_only=args.offline,
-        compute=args.compute,
-        **extra,
-    )
-    logger.info(
-        "loaded %s with %d threads, SIMD kernel %s, compute %s",
-        encoder.model_path,
-        encoder.threads,
-        encoder.native.isa,
-        encoder.compute,
-    )
-    if args.max_seq_length is not None:
-        try:
-            encoder.max_seq_length = args.max_seq_length
-        except ValueError as exc:
-            args.parser.error(f"argument --max-seq-length: {exc}")
-    return encoder
 
 
 def _uvicorn_log_level(args: argparse.Namespace) -> str:
