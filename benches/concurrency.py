@@ -360,6 +360,25 @@ def measure_cell(c: Config, cell: str, plan: Plan, start: int) -> dict[str, Any]
     return c.worker.call(op=mode, callers=int(n), **timing)
 
 
+def steal_seconds() -> float | None:
+    """CPU seconds the hypervisor gave to other guests so far (/proc/stat's steal column): on a
+    shared VM the CPUs this machine shows are not always its own, whatever runs inside it."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            return int(f.readline().split()[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def steal_share(before: float | None, since: float) -> float:
+    """The share of the machine's CPU time stolen since `before` (taken at `since`)."""
+    after = steal_seconds()
+    wall = (time.perf_counter() - since) * (os.cpu_count() or 1)
+    if before is None or after is None or wall <= 0:
+        return float("nan")
+    return (after - before) / wall
+
+
 def run_rounds(
     configs: list[Config], plan: Plan, n_texts: int, notes: list[str]
 ) -> tuple[dict[str, Any], float]:
@@ -526,13 +545,21 @@ def main(argv: list[str] | None = None) -> int:
             for cell in cells
         )
         print(f"measuring: {len(cells)} cells, about {seconds / 60:.1f} min")
+        steal_before, wall_before = steal_seconds(), time.perf_counter()
         raw, noise = run_rounds(configs, plan, len(texts), notes)
+        steal = steal_share(steal_before, wall_before)
     finally:
         for c in configs:
             c.close()
 
     results = report.summarise(
-        meta={**meta, "seconds": time.perf_counter() - t_start, "notes": notes, "noise": noise},
+        meta={
+            **meta,
+            "seconds": time.perf_counter() - t_start,
+            "notes": notes,
+            "noise": noise,
+            "steal": steal,
+        },
         configs={
             c.key: {"compute": c.compute, "kind": c.kind, "label": c.label, "info": c.info}
             for c in configs

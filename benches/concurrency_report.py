@@ -239,7 +239,9 @@ def markdown(results: dict[str, Any], chart: str | None) -> str:
         f"{meta['duration_s']:g} s timed (batches: half that); configurations in a fresh "
         "shuffled order per cell and round",
         f"- other processes took {_f(100 * meta['noise'], '.1f')}% of the machine while cells ran"
-        + (" (noisy: above 5%)" if meta["noise"] > 0.05 else ""),
+        + (" (noisy: above 5%)" if meta["noise"] > 0.05 else "")
+        + f"; the hypervisor stole {_f(100 * meta.get('steal', float('nan')), '.1f')}% of its CPU"
+        " time (other guests of the host)",
     ]
     if meta.get("baseline"):
         b = meta["baseline"]
