@@ -277,6 +277,24 @@ def test_batches_keep_to_the_token_budget(model_dir: pathlib.Path) -> None:
     assert queued and all(info.texts * longest <= budget for info in queued)
 
 
+def test_batches_hold_at_most_the_oldest_calls_batch_size(
+    coalescing: Encoder, batches: list[BatchInfo]
+) -> None:
+    texts = [f"caller {i} asks a short question" for i in range(24)]
+    want = coalescing.encode(texts)
+    batches.clear()
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(coalescing.aencode(t, batch_size=4) for t in texts))
+
+    holder = _busy_engine(coalescing)
+    got = asyncio.run(main())
+    holder.join()
+    np.testing.assert_allclose(np.stack(got), want, atol=1e-6)
+    queued = [info for info in batches if info.texts != len(BUSY)]
+    assert max(info.texts for info in queued) == 4, [info.texts for info in queued]
+
+
 def test_coalesce_false_runs_every_call_alone(model_dir: pathlib.Path) -> None:
     encoder = Encoder(model_dir, threads=2, coalesce=False)
     seen: list[BatchInfo] = []
