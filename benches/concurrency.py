@@ -65,6 +65,7 @@ from compare import (  # noqa: E402
 )
 from concurrency_http import Server, ServerError, build_requests, drive, free_port  # noqa: E402
 from peers import workloads  # noqa: E402
+from peers.report import machine_description  # noqa: E402
 
 DEFAULT_TEXTS = REPO_ROOT.parent / "shared" / "data" / "stsb_dev.tsv"
 DEFAULT_PEERS_PYTHON = REPO_ROOT / ".cache" / "peers" / "venv" / "bin" / "python"
@@ -516,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python "
         + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": report.machine_description(),
+        "machine": machine_description(),
         "python": platform.python_version(),
         "threads": plan.threads,
         "rounds": plan.rounds,

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -33,19 +31,6 @@ ONE_CALLER_MAX = 1.05  # one caller's median latency over today's (the baseline 
 HTTP_MIN = 0.8  # serve's rate over the in-process coalesced rate, same concurrency
 RSS_MAX = 1.3  # serve's peak RSS under load over an idle Encoder's RSS
 FULL_BATCH = 64
-
-
-def machine_description() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} CPUs"
 
 
 def _median(xs: list[float]) -> float:
