@@ -164,9 +164,11 @@ class Coalescer:
             texts = _checked(sentences)
         else:
             return None
-        chunk = plan.long_text == "chunk"
-        rows = token_rows(self._tokenizer, texts, plan.prompt, chunk, plan.stride, parallel=False)
-        if rows.chunked:
+        # Read only as far as truncation needs (a 10 MB text is not tokenized on an event
+        # loop's thread); a text to chunk sends the whole call to the pipeline instead.
+        parallel = plan.parallel and len(texts) > 1
+        rows = token_rows(self._tokenizer, texts, plan.prompt, False, 0, parallel=parallel)
+        if plan.long_text == "chunk" and rows.truncated.any():
             return None
         return Call(rows.ids, rows.truncated, plan, self._native.output_dim)
 
@@ -182,25 +184,29 @@ class Coalescer:
         if not self.enabled:
             self._compute([call], time.perf_counter())
             return call.result()
-        with self._lock:
-            alone = self._owner is None
-            if alone:
-                self._owner = "caller"
-            else:
-                done = threading.Event()
-                call.notify = done.set  # set before it is queued: the worker may answer at once
-                self._enqueue_locked(call)
-        if alone:
-            try:
-                self._compute([call], time.perf_counter())
-            finally:
-                self._hand_on()
-            return call.result()
+        alone = False
         try:
-            done.wait()
-        except BaseException:  # an interrupt while waiting: the texts leave the queue
-            self.withdraw(call)
-            raise
+            with self._lock:
+                if self._owner is None:
+                    # `alone` first: an interrupt between the two lines may leave the engine
+                    # to two runners for a moment (harmless), never to none (every call hangs).
+                    alone = True
+                    self._owner = "caller"
+                else:
+                    done = threading.Event()
+                    call.notify = done.set  # before it is queued: the worker may answer at once
+                    self._enqueue_locked(call)
+            if alone:
+                self._compute([call], time.perf_counter())
+        finally:
+            if alone:
+                self._hand_on()
+        if not alone:
+            try:
+                done.wait()
+            except BaseException:  # an interrupt while waiting: the texts leave the queue
+                self.withdraw(call)
+                raise
         return call.result()
 
     async def run_async(self, call: Call) -> npt.NDArray[np.float32]:
@@ -227,7 +233,9 @@ class Coalescer:
         return call.result()
 
     def drive(self, steps: Steps) -> Any:
-        """Run `steps` on this thread: its calls through the queue, its jobs right here."""
+        """Run `steps` on this thread: its calls through the queue, its jobs right here.
+        (The steps resume right inside this frame: the TruncationWarning's stack level
+        counts on it.)"""
         try:
             work = next(steps)
             while True:
@@ -235,19 +243,31 @@ class Coalescer:
         except StopIteration as done:
             return done.value
 
-    async def drive_async(self, steps: Steps) -> Any:
-        """Run `steps` without blocking the event loop: its calls through the worker, its
-        jobs (larger inputs) in a thread of their own."""
+    def _drive_from(self, steps: Steps, work: Call | Callable[[], Any]) -> Any:
+        """`drive` for steps that already yielded `work` (the thread of `drive_async`)."""
         try:
-            work = next(steps)
             while True:
-                if isinstance(work, Call):
-                    result = await self.run_async(work)
-                else:
-                    result = await asyncio.to_thread(work)
-                work = steps.send(result)
+                work = steps.send(self.run(work) if isinstance(work, Call) else work())
         except StopIteration as done:
             return done.value
+
+    async def drive_async(self, steps: Steps) -> Any:
+        """Run `steps` without blocking the event loop: its calls through the worker; a job
+        (a larger input) and what follows it (finishing a large result) in a thread of their
+        own, which a cancellation waits for, so that whoever counts texts in flight (the
+        server's queue bound) counts them until the engine has let go of them."""
+        try:
+            work = next(steps)
+            while isinstance(work, Call):
+                work = steps.send(await self.run_async(work))
+        except StopIteration as done:
+            return done.value
+        job = asyncio.ensure_future(asyncio.to_thread(self._drive_from, steps, work))
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            await asyncio.wait({job})
+            raise
 
     def withdraw(self, call: Call) -> bool:
         """Take `call` out of the queue if its batch has not started; True if it was."""
@@ -269,13 +289,26 @@ class Coalescer:
         if self._worker_running:
             self._work.notify()
             return
-        self._worker_running = True
-        threading.Thread(
+        worker = threading.Thread(
             target=_worker_loop,
             args=(weakref.ref(self), self._work),
             name="minilm_fast-coalescer",
             daemon=True,
-        ).start()
+        )
+        try:
+            worker.start()
+        except RuntimeError as exc:  # no thread to be had: interpreter shutdown, a thread limit
+            self._owner = None
+            self._fail_queued_locked(f"no worker thread could start ({exc})")
+            return
+        self._worker_running = True
+
+    def _fail_queued_locked(self, why: str) -> None:
+        """Answer every queued call with an error instead of leaving it waiting."""
+        while self._queue:
+            call = self._queue.popleft()
+            call.error = RuntimeError(f"this encode call was queued and could not run: {why}")
+            call.notify()
 
     def _hand_on(self) -> None:
         """The engine is free: the worker takes what queued meanwhile, or nobody owns it."""
@@ -377,7 +410,23 @@ class Coalescer:
 
 def _worker_loop(owner: weakref.ref[Coalescer], work: threading.Condition) -> None:
     """Run queued batches while the worker owns the engine; exit after an idle spell, or once
-    the Coalescer is gone (only a weak reference is kept while idle)."""
+    the Coalescer is gone (only a weak reference is kept while idle). Should anything escape
+    (a listener raising SystemExit), the engine is handed to a new worker, not left owned by
+    a thread that is gone."""
+    try:
+        _run_batches(owner, work)
+    except BaseException:
+        with work:
+            coalescer = owner()
+            if coalescer is not None:
+                coalescer._worker_running = False
+                coalescer._owner = None
+                if coalescer._queue:
+                    coalescer._give_to_worker_locked()
+        raise
+
+
+def _run_batches(owner: weakref.ref[Coalescer], work: threading.Condition) -> None:
     while True:
         with work:
             coalescer = owner()
@@ -424,8 +473,13 @@ _LIVE: weakref.WeakSet[Coalescer] = weakref.WeakSet()
 
 
 def _forget_threads_after_fork() -> None:
+    """In a forked child: no worker, nobody running a batch; calls queued at the fork (only a
+    coroutine of the forking thread's loop can still wait for one) get an error."""
     for coalescer in list(_LIVE):
+        queued = coalescer._queue
         coalescer._reset()
+        coalescer._queue = queued
+        coalescer._fail_queued_locked("the process forked while it was queued")
 
 
 if hasattr(os, "register_at_fork"):

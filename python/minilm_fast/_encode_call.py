@@ -22,6 +22,7 @@ from ._coalescing import Coalescer, Steps
 from ._minilm_fast import NativeModel
 from ._options import OutputValue, Plan, Sentences
 from ._outputs import TruncationReport, finish, finish_tokens
+from ._progress import shows_bar
 from ._quantize import Precision, quantize_embeddings
 from ._tokenize import SentenceTokenizer
 
@@ -81,7 +82,8 @@ def encode_steps(
         parts.report_truncation(truncated, returned, max_seq_length, stacklevel=_CALLER)
         return finish_tokens(tokens, truncated, single=single, return_truncation=returned)
     # A progress bar asks for the pipeline's batches, which it counts.
-    call = None if show_progress_bar else parts.coalescer.prepare(sentences, plan)
+    shared = not shows_bar(show_progress_bar)
+    call = parts.coalescer.prepare(sentences, plan) if shared else None
     if call is not None:
         embeddings, truncated = (yield call), call.truncated
     else:
@@ -141,7 +143,7 @@ def with_defaults(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> li
     """The value of every option, in the order of `defaults`: what ``aencode``'s keywords say,
     else the default. An unknown keyword is refused as a call of ``encode`` would refuse it
     (without the cost of `inspect.Signature.bind` on every call)."""
-    unknown = options.keys() - defaults.keys()
+    unknown = [name for name in options if name not in defaults]
     if unknown:
-        raise TypeError(f"aencode() got unexpected keyword arguments: {sorted(unknown)}")
+        raise TypeError(f"aencode() got an unexpected keyword argument {unknown[0]!r}")
     return list({**defaults, **options}.values())

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator
 from typing import Protocol
 
-__all__ = ["Bar", "add_to_total", "progress"]
+__all__ = ["Bar", "add_to_total", "progress", "shows_bar"]
 
 logger = logging.getLogger("minilm_fast")
 
@@ -39,13 +39,16 @@ class _Hidden:
         return None
 
 
+def shows_bar(show: bool | None) -> bool:
+    """Whether a call with ``show_progress_bar=show`` shows a bar: `None` shows one when the
+    ``minilm_fast`` logger is at INFO level or lower, as sentence-transformers does."""
+    return logger.getEffectiveLevel() <= logging.INFO if show is None else bool(show)
+
+
 @contextlib.contextmanager
 def progress(total: int | None, show: bool | None) -> Iterator[Bar]:
-    """A bar over `total` sequences (None: unknown yet). `show=None` shows one when the
-    ``minilm_fast`` logger is at INFO level or lower, as sentence-transformers does."""
-    if show is None:
-        show = logger.getEffectiveLevel() <= logging.INFO
-    if not show:
+    """A bar over `total` sequences (None: unknown yet), if `shows_bar(show)`."""
+    if not shows_bar(show):
         yield _Hidden()
         return
     from tqdm.auto import tqdm  # type: ignore[import-untyped]  # lazily: most calls never show one

@@ -188,7 +188,7 @@ class Encoder:
 
     @property
     def on_batch(self) -> BatchListener | None:
-        """Called with a :class:`BatchInfo` after each shared engine batch, on its thread."""
+        """Called with a :class:`BatchInfo` after each shared batch, on its thread (no encode)."""
         return self._coalescer.on_batch
 
     @on_batch.setter

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import pathlib
 import threading
@@ -418,7 +419,84 @@ async def _gather(encoder: Encoder, texts: list[str]) -> list[Any]:
 
 
 def test_aencode_refuses_what_encode_refuses(coalescing: Encoder) -> None:
-    with pytest.raises(TypeError, match=r"unexpected keyword arguments: \['bogus'\]"):
+    with pytest.raises(TypeError, match="got an unexpected keyword argument 'bogus'"):
         asyncio.run(coalescing.aencode("text", bogus=1))  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         asyncio.run(coalescing.aencode("text", batch_size=0))
+
+
+def test_aencode_of_a_text_to_chunk_keeps_the_loop_running(model_dir: pathlib.Path) -> None:
+    """A long text in chunk mode is tokenized and computed off the event loop."""
+    encoder = Encoder(model_dir, threads=2, long_text="chunk")
+    text = "The committee reviewed the annual budget and approved new funding. " * 2000
+    want = encoder.encode(text)
+
+    async def main() -> tuple[Any, int]:
+        ticks = 0
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        task = asyncio.create_task(ticker())
+        got = await encoder.aencode(text)
+        done.set()
+        await task
+        return got, ticks
+
+    got, ticks = asyncio.run(main())
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert ticks >= 10, f"the event loop ticked only {ticks} times"
+
+
+def test_cancelling_a_large_aencode_waits_for_its_thread(coalescing: Encoder) -> None:
+    """A call too large to queue runs in a thread; its cancellation returns once the thread
+    let go of the engine, so texts counted as in flight really are."""
+    texts = [f"document {i}: " + "words of a longer text " * 12 for i in range(400)]
+    started = time.perf_counter()
+    coalescing.encode(texts)
+    whole = time.perf_counter() - started
+
+    async def main() -> float:
+        task = asyncio.create_task(coalescing.aencode(texts))
+        await asyncio.sleep(0.02)
+        began = time.perf_counter()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.perf_counter() - began
+
+    assert asyncio.run(main()) > whole / 3
+
+
+def test_a_progress_bar_at_info_level_is_shown_for_small_calls(
+    coalescing: Encoder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logger = logging.getLogger("minilm_fast")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        coalescing.encode(["a small call", "at INFO level"])
+    finally:
+        logger.setLevel(level)
+    assert "Encoding" in capsys.readouterr().err
+
+
+def test_no_worker_thread_fails_the_queued_calls_not_the_process(
+    model_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = Encoder(model_dir, threads=1)
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(threading.Thread, "start", refuse)
+        with pytest.raises(RuntimeError, match="could not run: no worker thread could start"):
+            asyncio.run(encoder.aencode("queued, with no worker to run it"))
+    # nothing is left owned or queued: the next calls run
+    assert encoder.encode("after").shape == (384,)
+    assert asyncio.run(encoder.aencode("after, async")).shape == (384,)
