@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from peers.report import draw_with_first
 
 BENCHES = Path(__file__).resolve().parent
 KIND_ORDER = ("coalesced", "uncoalesced", "baseline", "serve", "infinity")
@@ -421,20 +422,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 def draw_chart_somewhere(json_path: Path, png_path: Path, pythons: list[str]) -> str | None:
     """Draw with the first Python that has matplotlib; None when drawn, else why not."""
-    errors = []
-    for python in dict.fromkeys(pythons):
-        cmd = [
-            python,
-            str(BENCHES / "concurrency_report.py"),
-            "chart",
-            str(json_path),
-            str(png_path),
-        ]
-        done = subprocess.run(cmd, cwd=BENCHES, capture_output=True, text=True, check=False)
-        if done.returncode == 0:
-            return None
-        errors.append(f"{python}: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
-    return "no chart: " + "; ".join(errors)
+    script = str(BENCHES / "concurrency_report.py")
+    return draw_with_first(pythons, [script, "chart", str(json_path), str(png_path)])
 
 
 if __name__ == "__main__":

@@ -645,9 +645,15 @@ def draw_chart_somewhere(json_path: Path, png_path: Path, pythons: list[str]) ->
     results = json.loads(json_path.read_text(encoding="utf-8"))
     if not results.get("sweep"):
         return "no sweep, no chart"
+    return draw_with_first(pythons, ["-m", "peers.report", "chart", str(json_path), str(png_path)])
+
+
+def draw_with_first(pythons: list[str], args: list[str]) -> str | None:
+    """Run `python *args` (in benches/) with each of `pythons` in turn until one succeeds:
+    None when one did, else why none could (each one's last line of stderr)."""
     errors = []
     for python in dict.fromkeys(pythons):
-        cmd = [python, "-m", "peers.report", "chart", str(json_path), str(png_path)]
+        cmd = [python, *args]
         done = subprocess.run(cmd, cwd=BENCHES, capture_output=True, text=True, check=False)
         if done.returncode == 0:
             return None

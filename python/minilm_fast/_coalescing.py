@@ -42,7 +42,7 @@ import numpy.typing as npt
 
 from ._chunking import token_rows
 from ._minilm_fast import NativeModel
-from ._options import Plan, check_unicode
+from ._options import Plan, checked_texts
 from ._pipeline import WINDOW_TEXTS, encode_rows
 from ._tokenize import SentenceTokenizer, TokenIds
 
@@ -158,12 +158,11 @@ class Coalescer:
     def prepare(self, sentences: object, plan: Plan) -> Call | None:
         """`sentences` as a call to queue, or None when it is not one batch's worth: more
         texts than `plan.batch_size`, not a str or list/tuple, or a long text to chunk."""
-        if isinstance(sentences, str):
-            texts = [check_unicode("sentences", sentences)]
-        elif isinstance(sentences, (list, tuple)) and 0 < len(sentences) <= self._call_texts(plan):
-            texts = _checked(sentences)
-        else:
+        cap = self._call_texts(plan)
+        small = isinstance(sentences, (list, tuple)) and 0 < len(sentences) <= cap
+        if not (small or isinstance(sentences, str)):
             return None
+        texts = list(checked_texts(sentences))
         # Read only as far as truncation needs (a 10 MB text is not tokenized on an event
         # loop's thread); a text to chunk sends the whole call to the pipeline instead.
         parallel = plan.parallel and len(texts) > 1
@@ -449,15 +448,6 @@ def _run_batches(owner: weakref.ref[Coalescer], work: threading.Condition) -> No
                 continue
         coalescer._compute(batch, time.perf_counter())
         del coalescer, batch
-
-
-def _checked(sentences: Sequence[object]) -> list[str]:
-    texts = []
-    for index, text in enumerate(sentences):
-        if not isinstance(text, str):
-            raise TypeError(f"sentences[{index}] must be a str, got {type(text).__name__}")
-        texts.append(check_unicode(f"sentences[{index}]", text))
-    return texts
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

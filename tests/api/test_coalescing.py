@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from support.event_loop import while_ticking
 
 import minilm_fast._coalescing as coalescing_module
 from minilm_fast import BatchInfo, Encoder, MiniLMError
@@ -431,23 +432,7 @@ def test_aencode_of_a_text_to_chunk_keeps_the_loop_running(model_dir: pathlib.Pa
     text = "The committee reviewed the annual budget and approved new funding. " * 2000
     want = encoder.encode(text)
 
-    async def main() -> tuple[Any, int]:
-        ticks = 0
-        done = asyncio.Event()
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while not done.is_set():
-                ticks += 1
-                await asyncio.sleep(0.005)
-
-        task = asyncio.create_task(ticker())
-        got = await encoder.aencode(text)
-        done.set()
-        await task
-        return got, ticks
-
-    got, ticks = asyncio.run(main())
+    got, ticks = asyncio.run(while_ticking(encoder.aencode(text)))
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert ticks >= 10, f"the event loop ticked only {ticks} times"
 

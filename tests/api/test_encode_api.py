@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from support.event_loop import while_ticking
 
 import minilm_fast._pipeline as pipeline_module
 from minilm_fast import Encoder, quantization_ranges, quantize_embeddings
@@ -356,25 +357,13 @@ def test_aencode_matches_and_keeps_the_event_loop_running(
     # computed once, and the encode over before the event loop could tick.
     texts = [text + " " * i for i in range(60) for text in TEXTS]
 
-    async def main() -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        ticks = 0
-        done = asyncio.Event()
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while not done.is_set():
-                ticks += 1
-                await asyncio.sleep(0.005)
-
-        task = asyncio.create_task(ticker())
+    async def work() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         many = await encoder.aencode(texts)
         query = await encoder.aencode_query(TEXTS[0])
         docs = await encoder.aencode_document(TEXTS)
-        done.set()
-        await task
-        return many, query, docs, ticks
+        return many, query, docs
 
-    many, query, docs, ticks = asyncio.run(main())
+    (many, query, docs), ticks = asyncio.run(while_ticking(work()))
     np.testing.assert_allclose(many, np.tile(reference, (60, 1)), atol=1e-6)
     np.testing.assert_allclose(query, reference[0], atol=1e-6)
     np.testing.assert_allclose(docs, reference, atol=1e-6)
